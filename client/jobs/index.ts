@@ -1,0 +1,3 @@
+export type { JobDefinition, Batch, Metric } from "./job.ts";
+export { mnistSoftmax } from "./mnist-softmax.ts";
+export { JOBS } from "./registry.ts";

@@ -1,0 +1,5 @@
+import type { JobDefinition } from "./job.ts";
+import { mnistSoftmax } from "./mnist-softmax.ts";
+
+/** Every job the grid can run, by the name given to `--job`. */
+export const JOBS: Readonly<Record<string, JobDefinition>> = { [mnistSoftmax.name]: mnistSoftmax };

@@ -1,0 +1,246 @@
+/**
+ * The page's peer transport: PeerJS DataConnections (reliable, ordered, raw
+ * binary) behind a small interface. Messages go out as chunked binary frames
+ * (frames.ts) with backpressure on `bufferedAmount`; incoming frames are
+ * decoded and reassembled per connection, and a peer that sends garbage is
+ * counted and, past a threshold, disconnected. Liveness is our own heartbeat,
+ * not PeerJS `close` events (which may never fire).
+ *
+ * Glare is avoided by construction: of two workers, only the one with the
+ * larger worker number dials.
+ */
+import Peer, { type DataConnection } from "peerjs";
+import {
+  decodeFrame,
+  encodeMessage,
+  Encoding,
+  FrameType,
+  MessageIdSource,
+  Reassembler,
+  type ReceivedMessage,
+  type RejectReason,
+} from "./frames.ts";
+
+export interface TransportOptions {
+  /** The coordinator's origin, e.g. http://127.0.0.1:8080. */
+  readonly coordinator: string;
+  readonly peerId: string;
+  readonly selfNumber: number;
+  readonly iceServers: RTCIceServer[];
+  /** Largest message accepted from a peer, in bytes. */
+  readonly maxMessageBytes: number;
+  readonly onMessage: (fromPeer: string, msg: ReceivedMessage) => void;
+  readonly onPeerOpen: (peerId: string) => void;
+  readonly onPeerLost: (peerId: string, why: string) => void;
+  readonly log: (line: string) => void;
+}
+
+interface Link {
+  conn: DataConnection;
+  open: boolean;
+  lastHeard: number;
+  sendChain: Promise<void>;
+  reassembler: Reassembler;
+  rejects: number;
+}
+
+const HIGH_WATER = 1 << 20;
+const LOW_WATER = 256 * 1024;
+const HEARTBEAT_MS = 1000;
+const SILENT_MS = 5000;
+const MAX_REJECTS = 50;
+
+export class PeerTransport {
+  private readonly peer: Peer;
+  private readonly links = new Map<string, Link>();
+  private readonly ids = new MessageIdSource();
+  private readonly timer: ReturnType<typeof setInterval>;
+  private wanted = new Map<string, number>();
+  bytesIn = 0;
+  bytesOut = 0;
+  readonly rejected = new Map<RejectReason | "send-failed", number>();
+  readonly opened: Promise<void>;
+
+  constructor(private readonly opts: TransportOptions) {
+    const u = new URL(opts.coordinator);
+    const secure = u.protocol === "https:";
+    this.peer = new Peer(opts.peerId, {
+      host: u.hostname.replace(/^\[|\]$/g, ""),
+      port: u.port ? Number(u.port) : secure ? 443 : 80,
+      path: "/peerjs",
+      key: "peerjs",
+      secure,
+      debug: 0,
+      config: { iceServers: opts.iceServers },
+    });
+    this.opened = new Promise((resolve, reject) => {
+      this.peer.once("open", () => resolve());
+      this.peer.once("error", (e) => reject(e instanceof Error ? e : new Error(String(e))));
+    });
+    this.peer.on("connection", (conn) => this.adopt(conn));
+    this.peer.on("error", (e) => opts.log(`peer: ${e instanceof Error ? e.message : String(e)}`));
+    this.timer = setInterval(() => this.heartbeat(), HEARTBEAT_MS);
+  }
+
+  get connectedCount(): number {
+    let n = 0;
+    for (const l of this.links.values()) if (l.open) n++;
+    return n;
+  }
+
+  isOpen(peerId: string): boolean {
+    return this.links.get(peerId)?.open === true;
+  }
+
+  openPeers(): string[] {
+    return [...this.links.entries()].filter(([, l]) => l.open).map(([id]) => id);
+  }
+
+  /** Keep connections to exactly these peers (peer id → worker number). */
+  setPeers(peers: Map<string, number>): void {
+    this.wanted = peers;
+    for (const [peerId, num] of peers) {
+      if (peerId === this.opts.peerId || this.links.has(peerId)) continue;
+      if (num < this.opts.selfNumber) this.dial(peerId);
+    }
+    for (const [peerId, link] of this.links) {
+      if (!peers.has(peerId)) {
+        this.links.delete(peerId);
+        link.conn.close();
+      }
+    }
+  }
+
+  private dial(peerId: string): void {
+    const conn = this.peer.connect(peerId, { reliable: true, serialization: "raw" });
+    this.adopt(conn);
+  }
+
+  private adopt(conn: DataConnection): void {
+    const existing = this.links.get(conn.peer);
+    if (existing && existing.conn !== conn) existing.conn.close();
+    const link: Link = {
+      conn,
+      open: false,
+      lastHeard: performance.now(),
+      sendChain: Promise.resolve(),
+      reassembler: new Reassembler({ maxMessageBytes: this.opts.maxMessageBytes, maxPendingMessages: 64, timeoutMs: 30_000 }),
+      rejects: 0,
+    };
+    this.links.set(conn.peer, link);
+    conn.on("open", () => {
+      link.open = true;
+      link.lastHeard = performance.now();
+      const dc = conn.dataChannel;
+      dc.bufferedAmountLowThreshold = LOW_WATER;
+      this.opts.onPeerOpen(conn.peer);
+    });
+    conn.on("data", (data: unknown) => this.onData(conn.peer, link, data));
+    conn.on("close", () => this.lose(conn.peer, link, "connection closed"));
+    conn.on("error", (e) => this.opts.log(`peer ${conn.peer}: ${e instanceof Error ? e.message : String(e)}`));
+  }
+
+  private lose(peerId: string, link: Link, why: string): void {
+    if (this.links.get(peerId) !== link) return;
+    this.links.delete(peerId);
+    link.open = false;
+    try {
+      link.conn.close();
+    } catch {
+      // already closed
+    }
+    this.opts.onPeerLost(peerId, why);
+    // Redial when we are the dialing side and the peer is still in the view.
+    const num = this.wanted.get(peerId);
+    if (num !== undefined && num < this.opts.selfNumber) setTimeout(() => {
+      if (this.wanted.has(peerId) && !this.links.has(peerId)) this.dial(peerId);
+    }, 1000);
+  }
+
+  private count(reason: RejectReason | "send-failed"): void {
+    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+  }
+
+  private onData(peerId: string, link: Link, data: unknown): void {
+    link.lastHeard = performance.now();
+    if (!(data instanceof ArrayBuffer)) {
+      this.count("not-binary");
+      link.rejects++;
+    } else {
+      this.bytesIn += data.byteLength;
+      const d = decodeFrame(data);
+      if (!d.ok) {
+        this.count(d.reason);
+        link.rejects++;
+      } else {
+        const r = link.reassembler.push(d.frame);
+        if (r.status === "complete") {
+          if (r.message.type !== FrameType.HEARTBEAT) this.opts.onMessage(peerId, r.message);
+        } else if (r.status === "rejected") {
+          this.count(r.reason);
+          link.rejects++;
+        }
+      }
+    }
+    if (link.rejects > MAX_REJECTS) this.lose(peerId, link, `${link.rejects} malformed frames`);
+  }
+
+  private heartbeat(): void {
+    const now = performance.now();
+    for (const [peerId, link] of this.links) {
+      link.reassembler.expire();
+      if (!link.open) continue;
+      if (now - link.lastHeard > SILENT_MS) {
+        this.lose(peerId, link, `silent for ${Math.round(now - link.lastHeard)} ms`);
+        continue;
+      }
+      void this.send(peerId, FrameType.HEARTBEAT, 0, 0, new Uint8Array(0));
+    }
+  }
+
+  /** Send one message to one peer, in order, respecting backpressure. */
+  send(peerId: string, type: FrameType, sender: number, clock: number, payload: Uint8Array): Promise<void> {
+    const link = this.links.get(peerId);
+    if (!link || !link.open) return Promise.resolve();
+    const frames = encodeMessage({ type, encoding: Encoding.F32, job: 0, sender, clock, messageId: this.ids.next(), payload });
+    link.sendChain = link.sendChain.then(async () => {
+      const dc = link.conn.dataChannel;
+      for (const f of frames) {
+        if (!link.open) return;
+        if (dc.bufferedAmount > HIGH_WATER) await waitLow(dc);
+        try {
+          dc.send(f);
+          this.bytesOut += f.byteLength;
+        } catch (e) {
+          this.count("send-failed");
+          this.opts.log(`send to ${peerId} failed: ${e instanceof Error ? e.message : String(e)}`);
+          return;
+        }
+      }
+    });
+    return link.sendChain;
+  }
+
+  broadcast(type: FrameType, sender: number, clock: number, payload: Uint8Array): Promise<void> {
+    return Promise.all(this.openPeers().map((p) => this.send(p, type, sender, clock, payload))).then(() => {});
+  }
+
+  destroy(): void {
+    clearInterval(this.timer);
+    for (const l of this.links.values()) l.conn.close();
+    this.links.clear();
+    this.peer.destroy();
+  }
+}
+
+function waitLow(dc: RTCDataChannel): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      dc.removeEventListener("bufferedamountlow", done);
+      dc.removeEventListener("close", done);
+      resolve();
+    };
+    dc.addEventListener("bufferedamountlow", done);
+    dc.addEventListener("close", done);
+  });
+}

@@ -1,0 +1,347 @@
+/**
+ * The volunteer's Web Worker (comlink `expose`): owns the GPU device, the
+ * replica and the training loop. The page feeds it views, shard assignments
+ * and peers' updates; it calls back (comlink proxies) with its own updates to
+ * send, clock reports, replica uploads for evaluation, and its end digest.
+ * ArrayBuffers cross the boundary as transfers.
+ */
+import * as Comlink from "comlink";
+import type { AssignMessage, Digest, ViewMessage, WelcomeMessage } from "../coordinator/protocol.ts";
+import { acquireDevice } from "./gpu/device.ts";
+import type { SoftmaxBackend } from "./gpu/backend.ts";
+import { createGpuSoftmaxBackend } from "./gpu/softmax.ts";
+import { createCpuSoftmaxBackend } from "./gpu/reference.ts";
+import { JOBS } from "./jobs/registry.ts";
+import type { JobDefinition } from "./jobs/job.ts";
+import { Replica, type ReceiveResult } from "./replica.ts";
+import { BatchSampler, loadShard, type ShardData } from "./store/shards.ts";
+
+export interface WorkerReport {
+  readonly clock: number;
+  readonly minApplied: number;
+  readonly loss: number;
+  readonly stepMs: number;
+  readonly batch: number;
+  readonly examples: number;
+  readonly epochProgress: number;
+  readonly shardsLoaded: number;
+  readonly waitingOn: string[];
+  readonly state: "loading" | "training" | "waiting" | "paused" | "finished" | "drained";
+}
+
+export interface WorkerCallbacks {
+  update(clock: number, buffer: ArrayBuffer): void;
+  report(r: WorkerReport): void;
+  model(clock: number, buffer: ArrayBuffer): void;
+  final(clock: number): void;
+  digest(d: Digest, vector: Record<string, number>): void;
+  /** The replica lacks these updates of `id` (after a cut or a join): ask peers. */
+  missing(id: string, fromClock: number): void;
+  log(line: string): void;
+}
+
+export interface InitResult {
+  readonly backend: "webgpu" | "cpu";
+  readonly kernel: string;
+  readonly adapter: string;
+  /** Why WebGPU is not used, when it is not. */
+  readonly fallbackReason: string | null;
+}
+
+const REPORT_EVERY_MS = 200;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+class TrainingWorker {
+  private backend: SoftmaxBackend | null = null;
+  private job: JobDefinition | null = null;
+  private welcome: WelcomeMessage | null = null;
+  private replica: Replica | null = null;
+  private cb: WorkerCallbacks | null = null;
+  private sampler = new BatchSampler(1);
+  private shards = new Map<number, ShardData>();
+  private wantedShards: number[] = [];
+  private base = "";
+  private viewState: ViewMessage["state"] = "waiting";
+  private evaluator: string | null = null;
+  private paused = false;
+  private finishing = false;
+  private ready = true;
+  private drainTarget: Record<string, number> | null = null;
+  private wake: (() => void) | null = null;
+  private examples = 0;
+  private lastLoss = 0;
+  private lastStepMs = 0;
+  private baseStepMs = 0;
+  private slowdown = 1;
+  private lastReport = 0;
+  private running = false;
+  private pendingAssign: AssignMessage | null = null;
+
+  async init(forceBackend: "webgpu" | "cpu" | null, inDim: number, outDim: number, maxBatch: number): Promise<InitResult> {
+    let fallbackReason: string | null = null;
+    if (forceBackend !== "cpu") {
+      const acq = await acquireDevice({ label: "grid-worker" });
+      if (acq.ok) {
+        try {
+          this.backend = await createGpuSoftmaxBackend(acq.device, acq.info.name, inDim, outDim, maxBatch);
+        } catch (e) {
+          fallbackReason = `WebGPU kernels failed: ${e instanceof Error ? e.message : String(e)}`;
+        }
+      } else {
+        fallbackReason = acq.reason;
+      }
+    } else {
+      fallbackReason = "CPU forced by ?backend=cpu";
+    }
+    if (!this.backend) this.backend = createCpuSoftmaxBackend(inDim, outDim);
+    return { backend: this.backend.backend, kernel: this.backend.kernel, adapter: this.backend.adapter, fallbackReason };
+  }
+
+  start(base: string, welcome: WelcomeMessage, view: ViewMessage, slowdown: number, cb: WorkerCallbacks): void {
+    const job = JOBS[welcome.job.name];
+    if (!job) throw new Error(`unknown job ${welcome.job.name}`);
+    this.job = job;
+    this.base = base;
+    this.welcome = welcome;
+    this.cb = cb;
+    this.slowdown = Math.max(1, slowdown);
+    this.sampler = new BatchSampler(welcome.job.seed * 7919 + Number(welcome.workerId.slice(1)));
+    this.replica = new Replica(welcome.workerId, job.init(welcome.job.seed), view);
+    this.ready = !welcome.needsSnapshot;
+    this.setView(view);
+    if (this.pendingAssign) {
+      const a = this.pendingAssign;
+      this.pendingAssign = null;
+      this.assign(a);
+    }
+    if (!this.running) {
+      this.running = true;
+      void this.loop().catch((e: unknown) => cb.log(`training stopped: ${e instanceof Error ? e.message : String(e)}`));
+    }
+  }
+
+  private poke(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private waitForChange(ms: number): Promise<void> {
+    return new Promise((r) => {
+      const t = setTimeout(() => {
+        this.wake = null;
+        r();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
+  }
+
+  setView(view: ViewMessage): void {
+    this.viewState = view.state;
+    this.evaluator = view.evaluator;
+    if (this.replica && this.cb) {
+      const { missing, unrevertable } = this.replica.setView(view);
+      if (unrevertable > 0) this.cb.log(`${unrevertable} updates beyond a cut could not be reverted`);
+      for (const m of missing) this.cb.missing(m.id, (m.clocks[0] ?? 1) - 1);
+    }
+    this.poke();
+  }
+
+  assign(msg: AssignMessage): void {
+    if (!this.welcome) {
+      this.pendingAssign = msg;
+      return;
+    }
+    this.wantedShards = msg.shards.map((s) => s.id);
+    void this.loadShards(msg).catch((e: unknown) => this.cb?.log(`shard loading failed: ${e instanceof Error ? e.message : String(e)}`));
+  }
+
+  private async loadShards(msg: AssignMessage): Promise<void> {
+    const job = this.welcome?.job.name ?? "";
+    for (const ref of msg.shards) {
+      if (this.shards.has(ref.id)) continue;
+      const { data } = await loadShard(this.base, job, ref, (m) => this.cb?.log(m));
+      this.shards.set(ref.id, data);
+      if (!this.wantedShards.includes(ref.id)) continue;
+      this.resample();
+      this.poke();
+    }
+    for (const id of [...this.shards.keys()]) if (!this.wantedShards.includes(id)) this.shards.delete(id);
+    this.resample();
+  }
+
+  private resample(): void {
+    const have = this.wantedShards.map((id) => this.shards.get(id)).filter((s): s is ShardData => s !== undefined);
+    this.sampler.setShards(have);
+  }
+
+  receive(sender: string, clock: number, buffer: ArrayBuffer): ReceiveResult | "not-ready" {
+    if (!this.replica || !this.ready) return "not-ready";
+    const r = this.replica.receive(sender, clock, new Float32Array(buffer));
+    if (r === "applied") this.poke();
+    return r;
+  }
+
+  /** The replica and its vector clock, for a joining peer. */
+  snapshot(): { params: ArrayBuffer; vector: Record<string, number> } | null {
+    if (!this.replica || !this.ready) return null;
+    const params = this.replica.params.slice().buffer;
+    return Comlink.transfer({ params, vector: this.replica.vectorClock() }, [params]);
+  }
+
+  loadSnapshot(params: ArrayBuffer, vector: Record<string, number>): void {
+    if (!this.replica || this.ready) return;
+    const own = this.welcome?.workerId ?? "";
+    const start = this.welcome?.startClock ?? 0;
+    this.replica.loadSnapshot(new Float32Array(params), { ...vector, [own]: start });
+    this.ready = true;
+    this.cb?.log(`snapshot loaded (${Object.keys(vector).length} clocks)`);
+    for (const [id, c] of Object.entries(vector)) if (id !== own) this.cb?.missing(id, c);
+    this.poke();
+  }
+
+  /** Retained updates of `id` after `fromClock`, to re-send to a peer. */
+  retained(id: string, fromClock: number, upTo: number): { clock: number; buffer: ArrayBuffer }[] {
+    if (!this.replica) return [];
+    const out = this.replica
+      .retainedAfter(id, fromClock)
+      .filter((u) => u.clock <= upTo)
+      .map((u) => ({ clock: u.clock, buffer: u.update.slice().buffer }));
+    return Comlink.transfer(out, out.map((o) => o.buffer));
+  }
+
+  /** V[id] of this replica (0 before it is ready). */
+  vectorOf(id: string): number {
+    return this.ready && this.replica ? this.replica.vector(id) : 0;
+  }
+
+  setPaused(p: boolean): void {
+    this.paused = p;
+    this.poke();
+  }
+
+  finish(): void {
+    this.finishing = true;
+    this.poke();
+  }
+
+  drain(target: Record<string, number>): void {
+    this.drainTarget = target;
+    this.poke();
+  }
+
+  private report(state: WorkerReport["state"], waitingOn: string[] = [], force = false): void {
+    const now = performance.now();
+    if (!force && now - this.lastReport < REPORT_EVERY_MS) return;
+    this.lastReport = now;
+    const r = this.replica;
+    this.cb?.report({
+      clock: r?.clock ?? 0,
+      minApplied: r?.minActive() ?? 0,
+      loss: this.lastLoss,
+      stepMs: this.lastStepMs,
+      batch: this.welcome?.job.batch ?? 0,
+      examples: this.examples,
+      epochProgress: this.sampler.progress,
+      shardsLoaded: this.shards.size,
+      waitingOn,
+      state,
+    });
+  }
+
+  private async loop(): Promise<void> {
+    const job = this.job;
+    const welcome = this.welcome;
+    const backend = this.backend;
+    const cb = this.cb;
+    if (!job || !welcome || !backend || !cb) return;
+    const maxClock = welcome.job.maxClock;
+    let waitSince = 0;
+    for (;;) {
+      const r = this.replica;
+      if (!r) return;
+      if (this.finishing || (maxClock > 0 && r.clock >= maxClock) || this.viewState === "done") break;
+      if (!this.ready) {
+        this.report("loading");
+        await this.waitForChange(250);
+        continue;
+      }
+      if (this.paused || this.viewState === "paused" || this.viewState === "waiting") {
+        this.report("paused");
+        await this.waitForChange(500);
+        continue;
+      }
+      if (!r.canStep()) {
+        const waitingOn = r.blockers();
+        this.report("waiting", waitingOn);
+        // Anti-entropy: an update lost on the way (or sent before a link was
+        // open) is asked for again, from every peer that may retain it.
+        if (waitSince === 0) waitSince = performance.now();
+        else if (performance.now() - waitSince > 1500) {
+          waitSince = performance.now();
+          for (const id of waitingOn) cb.missing(id, r.vector(id));
+        }
+        await this.waitForChange(200);
+        continue;
+      }
+      waitSince = 0;
+      const batch = this.sampler.nextBatch(welcome.job.batch, job.inputDim);
+      if (!batch) {
+        this.report("loading");
+        await this.waitForChange(250);
+        continue;
+      }
+      const t0 = performance.now();
+      const { update, loss } = await job.step(backend, r.params, batch, welcome.job.learningRate);
+      const stepMs = performance.now() - t0;
+      if (!Number.isFinite(loss) || !update.every(Number.isFinite)) {
+        cb.log("the step produced non-finite numbers; skipping it");
+        continue;
+      }
+      if (this.baseStepMs === 0) this.baseStepMs = stepMs;
+      const clock = r.applyOwn(update);
+      this.examples += batch.size;
+      this.lastLoss = loss;
+      this.lastStepMs = stepMs;
+      const copy = update.slice().buffer;
+      cb.update(clock, Comlink.transfer(copy, [copy]));
+      if (this.evaluator === welcome.workerId && clock % welcome.job.evalEvery === 0) {
+        const p = r.params.slice().buffer;
+        cb.model(clock, Comlink.transfer(p, [p]));
+      }
+      this.report("training", [], maxClock > 0 && clock >= maxClock);
+      if (this.slowdown > 1) await sleep((this.slowdown - 1) * this.baseStepMs);
+    }
+    const r = this.replica;
+    if (!r) return;
+    this.report("finished", [], true);
+    cb.final(r.clock);
+    // Drain: wait until every worker's final updates are applied here.
+    let lastAsk = performance.now();
+    for (;;) {
+      const target = this.drainTarget;
+      if (target && r.reached(target)) break;
+      if (target && performance.now() - lastAsk > 2000) {
+        lastAsk = performance.now();
+        for (const [id, c] of Object.entries(target)) if (r.vector(id) < c) cb.missing(id, r.vector(id));
+      }
+      await this.waitForChange(200);
+    }
+    if (this.evaluator === welcome.workerId) {
+      const p = r.params.slice().buffer;
+      cb.model(r.clock, Comlink.transfer(p, [p]));
+    }
+    cb.digest(r.digest(), r.vectorClock());
+    this.report("drained", [], true);
+  }
+}
+
+const api = new TrainingWorker();
+export type TrainingWorkerApi = TrainingWorker;
+Comlink.expose(api);

@@ -1,0 +1,119 @@
+/**
+ * Coordinator flags (INTERFACE.md), parsed strictly: an unknown or invalid
+ * flag is a `UsageError` whose message is one line; the entry point prints it
+ * and exits with status 2. The harness reuses `parseCoordinatorFlags`.
+ */
+import { parseArgs } from "node:util";
+import { randomBytes } from "node:crypto";
+import { JOBS } from "../client/jobs/registry.ts";
+import { CONSISTENCY_MODES, type Consistency } from "./protocol.ts";
+
+export class UsageError extends Error {}
+
+export interface CoordinatorConfig {
+  readonly port: number;
+  readonly host: string;
+  readonly job: string;
+  readonly consistency: Consistency;
+  readonly epochs: number;
+  readonly maxClock: number;
+  readonly targetAccuracy: number;
+  readonly stateDir: string;
+  readonly token: string;
+  readonly tokenGenerated: boolean;
+  readonly seed: number;
+  readonly minWorkers: number;
+  readonly batch: number | null;
+  readonly learningRate: number | null;
+  readonly evalEvery: number;
+  readonly build: boolean;
+}
+
+export const COORDINATOR_FLAGS = {
+  port: { type: "string" },
+  host: { type: "string" },
+  job: { type: "string" },
+  consistency: { type: "string" },
+  staleness: { type: "string" },
+  epochs: { type: "string" },
+  "max-clock": { type: "string" },
+  "target-accuracy": { type: "string" },
+  "state-dir": { type: "string" },
+  token: { type: "string" },
+  seed: { type: "string" },
+  jobs: { type: "string" },
+  "min-workers": { type: "string" },
+  batch: { type: "string" },
+  lr: { type: "string" },
+  "eval-every": { type: "string" },
+  "no-build": { type: "boolean" },
+} as const;
+
+function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
+  if (v === undefined) return def;
+  if (!/^-?[0-9]+$/.test(v)) throw new UsageError(`--${name} wants a whole number, got "${v}"`);
+  const n = Number(v);
+  if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function num(name: string, v: string | undefined, min: number, max: number): number | null {
+  if (v === undefined) return null;
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${name} wants a number, got "${v}"`);
+  if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+/** Parse coordinator flags from already-split values (see `parseCoordinatorArgs`). */
+export function configFromValues(values: Record<string, string | boolean | undefined>): CoordinatorConfig {
+  const str = (k: string): string | undefined => {
+    const v = values[k];
+    return typeof v === "string" ? v : undefined;
+  };
+  if (str("jobs") !== undefined) throw new UsageError("--jobs: running several jobs at once is not supported yet");
+  const job = str("job") ?? "mnist-softmax";
+  const def = JOBS[job];
+  if (!def) throw new UsageError(`--job: unknown job "${job}" (known: ${Object.keys(JOBS).join(", ")})`);
+  const mode = str("consistency") ?? "ssp";
+  if (!(CONSISTENCY_MODES as readonly string[]).includes(mode)) {
+    throw new UsageError(`--consistency must be one of ${CONSISTENCY_MODES.join("|")}, got "${mode}"`);
+  }
+  const staleness = int("staleness", str("staleness"), 3, 0, 1000);
+  const host = str("host") ?? "127.0.0.1";
+  if (host.trim() === "") throw new UsageError("--host must not be empty");
+  const tokenFlag = str("token");
+  if (tokenFlag !== undefined && !/^[A-Za-z0-9._~-]{8,200}$/.test(tokenFlag)) {
+    throw new UsageError("--token must be 8 to 200 characters of A-Z a-z 0-9 . _ ~ -");
+  }
+  return {
+    port: int("port", str("port"), 8080, 0, 65535),
+    host,
+    job,
+    consistency: { mode: mode as Consistency["mode"], staleness },
+    epochs: int("epochs", str("epochs"), 0, 0, 10_000),
+    maxClock: int("max-clock", str("max-clock"), 0, 0, 100_000_000),
+    targetAccuracy: num("target-accuracy", str("target-accuracy"), 0, 1) ?? def.targetAccuracy,
+    stateDir: str("state-dir") ?? ".grid-state",
+    token: tokenFlag ?? randomBytes(12).toString("hex"),
+    tokenGenerated: tokenFlag === undefined,
+    seed: int("seed", str("seed"), 1, 0, 2 ** 31 - 1),
+    minWorkers: int("min-workers", str("min-workers"), 1, 1, 10_000),
+    batch: str("batch") === undefined ? null : int("batch", str("batch"), 0, 1, 4096),
+    learningRate: num("lr", str("lr"), 1e-6, 100),
+    evalEvery: int("eval-every", str("eval-every"), 10, 1, 1_000_000),
+    build: values["no-build"] !== true,
+  };
+}
+
+/** Parse `argv` (without node and script) into a config, or throw `UsageError`. */
+export function parseCoordinatorArgs(argv: readonly string[]): CoordinatorConfig {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: COORDINATOR_FLAGS, strict: true, allowPositionals: false });
+  } catch (e) {
+    const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    throw new UsageError(msg ?? "bad flags");
+  }
+  return configFromValues(parsed.values);
+}

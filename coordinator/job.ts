@@ -1,0 +1,512 @@
+/**
+ * One training job as the coordinator runs it: membership and views, worker
+ * clocks and health, shard assignment, evaluation of uploaded replicas on the
+ * test set, the end of the job (finish → final clocks → drain → digests), and
+ * the status served at /api/status. Transport-agnostic: each worker is reached
+ * through the `send` function given at join.
+ */
+import { randomBytes } from "node:crypto";
+import type { JobDefinition } from "../client/jobs/job.ts";
+import type { Dataset } from "./data.ts";
+import {
+  encodeModelUpload,
+  decodeModelUpload,
+  type ClientMessage,
+  type Consistency,
+  type Digest,
+  type JoinMessage,
+  type ServerMessage,
+  type ViewMember,
+} from "./protocol.ts";
+import { clockRange, compareWorkerIds, stalenessBound } from "./ssp.ts";
+import { assess, DEFAULT_POLICY, type StragglerPolicy } from "./stragglers.ts";
+import type { JobStore } from "./state.ts";
+
+export type WorkerState = "active" | "straggler" | "dropped" | "left";
+export type JobState = "waiting" | "running" | "paused" | "done" | "failed";
+
+export interface JobOptions {
+  readonly job: JobDefinition;
+  readonly data: Dataset;
+  readonly consistency: Consistency;
+  readonly seed: number;
+  readonly maxClock: number;
+  /** Stop once this many examples were processed in all (0: no limit); `--epochs`. */
+  readonly maxExamples: number;
+  readonly targetAccuracy: number;
+  readonly minWorkers: number;
+  readonly evalEvery: number;
+  readonly batch: number;
+  readonly learningRate: number;
+  readonly store: JobStore | null;
+  readonly policy?: StragglerPolicy;
+  readonly now?: () => number;
+  readonly log?: (line: string) => void;
+}
+
+interface WorkerRecord {
+  readonly id: string;
+  readonly peerId: string;
+  readonly credential: string;
+  readonly name: string;
+  readonly backend: "webgpu" | "cpu";
+  readonly kernel: string;
+  readonly adapter: string;
+  readonly startClock: number;
+  readonly joinedAt: number;
+  readonly send: (msg: ServerMessage) => void;
+  state: WorkerState;
+  clock: number;
+  lastSeen: number;
+  lastReportAt: number;
+  stepMs: number;
+  stepsPerSec: number;
+  examplesPerSec: number;
+  batch: number;
+  examples: number;
+  bytesIn: number;
+  bytesOut: number;
+  peers: number;
+  loss: number;
+  paused: boolean;
+  slowSince: number | null;
+  shards: number[];
+  finalClock: number | null;
+  digest: Digest | null;
+}
+
+export interface JobEvent {
+  readonly t: number;
+  readonly kind: string;
+  readonly worker?: string;
+  readonly detail?: string;
+}
+
+const MAX_SERIES = 2000;
+const MAX_EVENTS = 500;
+/** Give up waiting for digests after this long and finish anyway. */
+const DRAIN_TIMEOUT_MS = 30_000;
+
+function pushBounded<T>(arr: T[], item: T, max: number): void {
+  arr.push(item);
+  if (arr.length > max) {
+    // Thin the older half so the series keeps its whole span.
+    const half = arr.length >> 1;
+    const thinned = arr.slice(0, half).filter((_, i) => i % 2 === 0);
+    arr.splice(0, half, ...thinned);
+  }
+}
+
+export class JobRun {
+  readonly job: JobDefinition;
+  private readonly opts: JobOptions;
+  private readonly now: () => number;
+  private readonly workers = new Map<string, WorkerRecord>();
+  private nextWorker = 1;
+  private readonly session = randomBytes(4).toString("hex");
+  private epoch = 0;
+  private cuts: { id: string; clock: number }[] = [];
+  consistency: Consistency;
+  state: JobState;
+  private finishing: { since: number; reason: string; drainSent: boolean } | null = null;
+  private readonly trainLoss: [number, number][] = [];
+  private readonly testSeries: [number, number][] = [];
+  private readonly events: JobEvent[] = [];
+  private lastEvalAt = 0;
+  private bestModel: { clock: number; params: Float32Array } | null = null;
+  private lossClock = -1;
+
+  constructor(opts: JobOptions) {
+    this.opts = opts;
+    this.job = opts.job;
+    this.now = opts.now ?? Date.now;
+    this.consistency = opts.consistency;
+    this.state = opts.minWorkers > 1 ? "waiting" : "running";
+  }
+
+  private log(line: string): void {
+    this.opts.log?.(line);
+  }
+
+  private event(kind: string, worker?: string, detail?: string): void {
+    const e: JobEvent = { t: this.now(), kind, ...(worker ? { worker } : {}), ...(detail ? { detail } : {}) };
+    pushBounded(this.events, e, MAX_EVENTS);
+    this.opts.store?.append(e as unknown as Record<string, unknown>);
+    this.log(`${kind}${worker ? ` ${worker}` : ""}${detail ? `: ${detail}` : ""}`);
+  }
+
+  private active(): WorkerRecord[] {
+    return [...this.workers.values()]
+      .filter((w) => w.state === "active" || w.state === "straggler")
+      .sort((a, b) => compareWorkerIds(a.id, b.id));
+  }
+
+  private viewMembers(): ViewMember[] {
+    return this.active().map((w) => ({ id: w.id, peerId: w.peerId, startClock: w.startClock }));
+  }
+
+  private evaluator(): string | null {
+    return this.active()[0]?.id ?? null;
+  }
+
+  private broadcastView(): void {
+    this.epoch++;
+    const msg: ServerMessage = {
+      type: "view",
+      epoch: this.epoch,
+      active: this.viewMembers(),
+      cuts: this.cuts,
+      consistency: this.consistency,
+      state: this.state,
+      evaluator: this.evaluator(),
+    };
+    for (const w of this.active()) w.send(msg);
+  }
+
+  /** Give each active worker a contiguous block of shards; tell those whose block changed. */
+  private reassignShards(): void {
+    const act = this.active();
+    const n = act.length;
+    const shards = this.opts.data.shards;
+    if (n === 0) return;
+    const blocks: number[][] = act.map(() => []);
+    shards.forEach((_, i) => blocks[Math.floor((i * n) / shards.length)]?.push(i));
+    act.forEach((w, k) => {
+      const next = blocks[k] ?? [];
+      if (next.join(",") === w.shards.join(",")) return;
+      w.shards = next;
+      w.send({ type: "assign", shards: next.map((i) => (shards[i] as (typeof shards)[number]).ref) });
+    });
+  }
+
+  /** A page joined: issue its ids and credential, tell everyone the new view. */
+  join(msg: JoinMessage, send: (m: ServerMessage) => void): { ok: true; id: string } | { ok: false; reason: string } {
+    if (this.state === "done" || this.state === "failed" || this.finishing) {
+      return { ok: false, reason: `job is ${this.finishing ? "finishing" : this.state}` };
+    }
+    const act = this.active();
+    const running = act.some((w) => w.clock > 0);
+    const startClock = running ? clockRange(act.map((w) => w.clock)).min : 0;
+    const id = `w${this.nextWorker++}`;
+    const now = this.now();
+    const w: WorkerRecord = {
+      id,
+      peerId: `grid-${this.session}-${id}-${randomBytes(4).toString("hex")}`,
+      credential: randomBytes(16).toString("hex"),
+      name: (msg.name ?? "").slice(0, 60),
+      backend: msg.backend,
+      kernel: msg.kernel,
+      adapter: msg.adapter,
+      startClock,
+      joinedAt: now,
+      send,
+      state: "active",
+      clock: startClock,
+      lastSeen: now,
+      lastReportAt: now,
+      stepMs: 0,
+      stepsPerSec: 0,
+      examplesPerSec: 0,
+      batch: this.opts.batch,
+      examples: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      peers: 0,
+      loss: 0,
+      paused: false,
+      slowSince: null,
+      shards: [],
+      finalClock: null,
+      digest: null,
+    };
+    this.workers.set(id, w);
+    send({
+      type: "welcome",
+      workerId: id,
+      peerId: w.peerId,
+      credential: w.credential,
+      job: {
+        name: this.job.name,
+        parameters: this.job.parameters,
+        batch: this.opts.batch,
+        learningRate: this.opts.learningRate,
+        seed: this.opts.seed,
+        maxClock: this.opts.maxClock,
+        evalEvery: this.opts.evalEvery,
+      },
+      iceServers: [],
+      startClock,
+      needsSnapshot: running,
+    });
+    this.event("joined", id, w.name || undefined);
+    if (this.state === "waiting" && this.active().length >= this.opts.minWorkers) {
+      this.state = "running";
+      this.event("started");
+    }
+    this.reassignShards();
+    this.broadcastView();
+    return { ok: true, id };
+  }
+
+  /** A training shard by index. */
+  shard(id: number): Dataset["shards"][number] | undefined {
+    return this.opts.data.shards[id];
+  }
+
+  /** Is this peer id one the coordinator issued to a live worker? */
+  ownsPeerId(peerId: string): boolean {
+    for (const w of this.workers.values()) if (w.peerId === peerId && w.state !== "left") return true;
+    return false;
+  }
+
+  /** A validated message from a joined worker. */
+  onMessage(id: string, msg: ClientMessage): void {
+    const w = this.workers.get(id);
+    if (!w || w.state === "left" || w.state === "dropped") return;
+    const now = this.now();
+    w.lastSeen = now;
+    switch (msg.type) {
+      case "heartbeat":
+      case "join":
+        return;
+      case "paused":
+        w.paused = msg.paused;
+        this.event(msg.paused ? "worker-paused" : "worker-resumed", id);
+        return;
+      case "clock": {
+        if (msg.clock < w.clock || msg.clock > w.clock + 10_000) return;
+        const dt = (now - w.lastReportAt) / 1000;
+        const steps = msg.clock - w.clock;
+        if (dt > 0 && steps > 0) {
+          const rate = steps / dt;
+          w.stepsPerSec = w.stepsPerSec === 0 ? rate : 0.7 * w.stepsPerSec + 0.3 * rate;
+          w.examplesPerSec = w.stepsPerSec * msg.batch;
+        }
+        w.lastReportAt = now;
+        w.clock = msg.clock;
+        w.stepMs = msg.stepMs;
+        w.batch = msg.batch;
+        w.examples = msg.examples;
+        w.bytesIn = msg.bytesIn;
+        w.bytesOut = msg.bytesOut;
+        w.peers = msg.peers;
+        w.loss = msg.loss;
+        this.recordLoss();
+        if (this.opts.maxClock > 0 && w.clock >= this.opts.maxClock && !this.finishing) {
+          this.finish(`max clock ${this.opts.maxClock} reached`);
+        }
+        if (this.opts.maxExamples > 0 && this.examplesProcessed() >= this.opts.maxExamples && !this.finishing) {
+          this.finish(`${this.opts.maxExamples} examples processed`);
+        }
+        return;
+      }
+      case "final":
+        w.finalClock = Math.max(msg.clock, w.clock);
+        w.clock = w.finalClock;
+        this.maybeDrain();
+        return;
+      case "digest":
+        w.digest = msg.digest;
+        this.maybeDone();
+        return;
+      case "leave":
+        this.remove(id, "left", "left the job");
+        return;
+    }
+  }
+
+  /** Examples processed by every worker, past and present. */
+  examplesProcessed(): number {
+    let n = 0;
+    for (const w of this.workers.values()) n += w.examples;
+    return n;
+  }
+
+  private recordLoss(): void {
+    const act = this.active().filter((w) => w.clock > w.startClock);
+    if (act.length === 0) return;
+    const max = clockRange(act.map((w) => w.clock)).max;
+    if (max <= this.lossClock) return;
+    this.lossClock = max;
+    const mean = act.reduce((s, w) => s + w.loss, 0) / act.length;
+    pushBounded(this.trainLoss, [max, mean], MAX_SERIES);
+  }
+
+  /** A binary message: the evaluator's replica. Returns an error text when rejected. */
+  onBinary(id: string, bytes: Uint8Array): string | null {
+    const w = this.workers.get(id);
+    if (!w || w.state === "left" || w.state === "dropped") return "not an active worker";
+    const r = decodeModelUpload(bytes, this.job.parameters);
+    if (!r.ok) return r.message;
+    w.lastSeen = this.now();
+    this.evaluate(r.value.clock, r.value.params);
+    return null;
+  }
+
+  private evaluate(clock: number, params: Float32Array): void {
+    const test = this.opts.data.test;
+    const m = this.job.evaluate(params, test.pixels, test.labels, test.count);
+    this.lastEvalAt = this.now();
+    pushBounded(this.testSeries, [clock, m.value], MAX_SERIES);
+    if (!this.bestModel || clock >= this.bestModel.clock) this.bestModel = { clock, params };
+    this.log(`clock ${clock}: test ${m.name} ${m.value.toFixed(4)}`);
+    if (m.value >= this.opts.targetAccuracy && !this.finishing) {
+      this.finish(`target ${m.name} ${this.opts.targetAccuracy} reached (${m.value.toFixed(4)})`);
+    }
+  }
+
+  /** End the job: every worker stops stepping and reports its last clock. */
+  finish(reason: string): void {
+    if (this.finishing || this.state === "done") return;
+    this.finishing = { since: this.now(), reason, drainSent: false };
+    this.event("finishing", undefined, reason);
+    for (const w of this.active()) w.send({ type: "finish", reason });
+    this.maybeDrain();
+  }
+
+  private maybeDrain(): void {
+    const f = this.finishing;
+    if (!f || f.drainSent) return;
+    const act = this.active();
+    if (act.some((w) => w.finalClock === null)) return;
+    f.drainSent = true;
+    const target: Record<string, number> = {};
+    for (const w of act) target[w.id] = w.finalClock ?? w.clock;
+    for (const w of act) w.send({ type: "drain", target });
+    this.maybeDone();
+  }
+
+  private maybeDone(): void {
+    const f = this.finishing;
+    if (!f || !f.drainSent || this.state === "done") return;
+    if (this.active().some((w) => w.digest === null)) return;
+    this.complete();
+  }
+
+  private complete(): void {
+    this.state = "done";
+    this.event("done", undefined, this.finishing?.reason);
+    this.saveCheckpoint();
+    this.broadcastView();
+  }
+
+  private saveCheckpoint(): void {
+    if (!this.bestModel || !this.opts.store) return;
+    const body = new Uint8Array(encodeModelUpload(this.bestModel.clock, this.bestModel.params));
+    if (this.opts.store.checkpoint(this.bestModel.clock, body)) {
+      pushBounded(this.events, { t: this.now(), kind: "checkpoint", detail: `clock ${this.bestModel.clock}` }, MAX_EVENTS);
+    }
+  }
+
+  /** The latest evaluated model, in the /api/model layout. */
+  model(): Uint8Array | null {
+    if (this.bestModel) return new Uint8Array(encodeModelUpload(this.bestModel.clock, this.bestModel.params));
+    return this.opts.store?.readCheckpoint() ?? null;
+  }
+
+  /** The socket closed or the worker went silent: drop it from the view with a cut. */
+  remove(id: string, state: "left" | "dropped", why: string): void {
+    const w = this.workers.get(id);
+    if (!w || w.state === "left" || w.state === "dropped") return;
+    w.state = state;
+    this.cuts = [...this.cuts.filter((c) => c.id !== id), { id, clock: w.clock }];
+    this.event(state, id, why);
+    this.reassignShards();
+    this.broadcastView();
+    this.maybeDrain();
+    this.maybeDone();
+  }
+
+  /** Periodic: liveness, stragglers, the drain timeout. */
+  tick(): void {
+    const now = this.now();
+    const act = this.active();
+    const verdicts = assess(
+      act.map((w) => ({ id: w.id, clock: w.clock, stepMs: w.stepMs, lastSeen: w.lastSeen, slowSince: w.slowSince, paused: w.paused })),
+      stalenessBound(this.consistency),
+      now,
+      this.opts.policy ?? DEFAULT_POLICY,
+    );
+    for (const v of verdicts) {
+      const w = this.workers.get(v.id);
+      if (!w) continue;
+      if (v.verdict === "gone") {
+        this.remove(v.id, "left", v.reason);
+        continue;
+      }
+      w.slowSince = v.slowSince;
+      const next: WorkerState = v.verdict === "straggler" ? "straggler" : "active";
+      if (next !== w.state) {
+        w.state = next;
+        this.event(next === "straggler" ? "straggler" : "recovered", w.id, v.reason || undefined);
+      }
+    }
+    const f = this.finishing;
+    if (f && this.state !== "done" && now - f.since > DRAIN_TIMEOUT_MS) {
+      this.event("drain-timeout", undefined, "some workers did not report a digest in time");
+      this.complete();
+    }
+  }
+
+  /** Organizer controls (already authorized). */
+  control(action: "pause" | "resume" | "stop"): void {
+    if (action === "stop") {
+      this.finish("stopped by the organizer");
+      return;
+    }
+    if (this.state === "done" || this.state === "failed") return;
+    if (action === "pause" && this.state === "running") this.state = "paused";
+    else if (action === "resume" && this.state === "paused") this.state = "running";
+    else return;
+    this.event(action === "pause" ? "paused" : "resumed");
+    this.broadcastView();
+  }
+
+  setConsistency(c: Consistency): void {
+    this.consistency = c;
+    this.event("consistency", undefined, `${c.mode}${c.mode === "ssp" ? ` s=${c.staleness}` : ""}`);
+    this.broadcastView();
+  }
+
+  status(): Record<string, unknown> {
+    const now = this.now();
+    const act = this.active();
+    const range = clockRange(act.map((w) => w.clock));
+    return {
+      job: { name: this.job.name, parameters: this.job.parameters, state: this.state },
+      consistency: { mode: this.consistency.mode, staleness: this.consistency.staleness },
+      view: { epoch: this.epoch, active: act.map((w) => w.id) },
+      clock: range,
+      examples: this.examplesProcessed(),
+      target: { accuracy: this.opts.targetAccuracy, maxClock: this.opts.maxClock },
+      workers: [...this.workers.values()]
+        .sort((a, b) => compareWorkerIds(a.id, b.id))
+        .map((w) => ({
+          id: w.id,
+          state: w.state,
+          clock: w.clock,
+          stepsPerSec: Math.round(w.stepsPerSec * 100) / 100,
+          batch: w.batch,
+          examplesPerSec: Math.round(w.examplesPerSec),
+          examples: w.examples,
+          lastSeenMs: now - w.lastSeen,
+          backend: w.backend,
+          kernel: w.kernel,
+          adapter: w.adapter,
+          name: w.name,
+          paused: w.paused,
+          peers: w.peers,
+          bytesIn: w.bytesIn,
+          bytesOut: w.bytesOut,
+          shards: w.shards.length,
+          digest: w.digest,
+        })),
+      metrics: {
+        trainLoss: this.trainLoss,
+        test: { name: "accuracy", series: this.testSeries },
+      },
+      events: this.events,
+      lastEvalMsAgo: this.lastEvalAt ? now - this.lastEvalAt : null,
+    };
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * `npm start -- FLAGS`: builds the client when dist/ is missing or older than
+ * its sources, loads the data, starts the coordinator and prints the volunteer
+ * URL, the console URL and the console token. Bad flags: one line, exit 2.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { JOBS } from "../client/jobs/registry.ts";
+import { parseCoordinatorArgs, UsageError, type CoordinatorConfig } from "./cli.ts";
+import { loadMnist } from "./data.ts";
+import { JobRun } from "./job.ts";
+import { startServer, type RunningServer } from "./server.ts";
+import { JobStore } from "./state.ts";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const SOURCES = ["client", "shaders", "coordinator/console", "index.html", "selftest.html", "vite.config.ts", "package.json"];
+
+function newestMtime(path: string): number {
+  if (!existsSync(path)) return 0;
+  const st = statSync(path);
+  if (!st.isDirectory()) return st.mtimeMs;
+  let max = st.mtimeMs;
+  for (const e of readdirSync(path)) max = Math.max(max, newestMtime(join(path, e)));
+  return max;
+}
+
+/** Build dist/ with vite when it is missing or older than any client source. */
+export function ensureClientBuilt(log: (l: string) => void): void {
+  const stamp = join(ROOT, "dist", "index.html");
+  const built = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
+  const src = Math.max(...SOURCES.map((s) => newestMtime(join(ROOT, s))));
+  if (built >= src) return;
+  log(built === 0 ? "building the client (dist/ is missing)..." : "rebuilding the client (sources changed)...");
+  const vite = join(ROOT, "node_modules", ".bin", "vite");
+  const r = spawnSync(vite, ["build", "--logLevel", "warn"], { cwd: ROOT, stdio: "inherit" });
+  if (r.status !== 0) throw new Error("vite build failed");
+}
+
+export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) => void): Promise<{ server: RunningServer; run: JobRun }> {
+  const job = JOBS[cfg.job];
+  if (!job) throw new UsageError(`unknown job ${cfg.job}`);
+  const data = loadMnist();
+  const store = new JobStore(cfg.stateDir, "default", log);
+  const run = new JobRun({
+    job,
+    data,
+    consistency: cfg.consistency,
+    seed: cfg.seed,
+    maxClock: cfg.maxClock,
+    maxExamples: cfg.epochs * data.train.count,
+    targetAccuracy: cfg.targetAccuracy,
+    minWorkers: cfg.minWorkers,
+    evalEvery: cfg.evalEvery,
+    batch: cfg.batch ?? job.batch,
+    learningRate: cfg.learningRate ?? job.learningRate,
+    store,
+    log,
+  });
+  const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: join(ROOT, "dist"), run, log });
+  return { server, run };
+}
+
+async function main(): Promise<void> {
+  let cfg: CoordinatorConfig;
+  try {
+    cfg = parseCoordinatorArgs(process.argv.slice(2));
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`grid: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const log = (l: string): void => {
+    process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${l}\n`);
+  };
+  if (cfg.build) ensureClientBuilt(log);
+  const { server, run } = await startCoordinator(cfg, log);
+  const mode = cfg.consistency.mode === "ssp" ? `ssp, s=${cfg.consistency.staleness}` : cfg.consistency.mode;
+  process.stdout.write(
+    [
+      ``,
+      `the grid: job ${cfg.job} (${run.job.parameters} parameters), ${mode}, target accuracy ${cfg.targetAccuracy}`,
+      `  volunteer URL: ${server.url}/`,
+      `  console URL:   ${server.url}/console?token=${cfg.token}`,
+      `  console token: ${cfg.token}${cfg.tokenGenerated ? " (generated; pass --token to choose one)" : ""}`,
+      `  status:        ${server.url}/api/status`,
+      ``,
+    ].join("\n") + "\n",
+  );
+  const stop = (): void => {
+    void server.close().finally(() => process.exit(0));
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`grid: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

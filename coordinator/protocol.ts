@@ -1,0 +1,270 @@
+/**
+ * Every JSON message between a volunteer page and the coordinator (control
+ * WebSocket at /ws), as TypeScript types and as runtime schemas (zod).
+ *
+ * Nothing that crosses the socket is used before it passed `parseClientMessage`
+ * or `parseServerMessage`. Sizes are capped (strings, arrays) and numbers must be
+ * finite, so a malformed or hostile message is rejected as data, never thrown.
+ *
+ * Tensors never travel here as JSON: the page uploads its replica for
+ * evaluation as a binary WebSocket message (see `encodeModelUpload`), and
+ * updates between peers travel as binary frames (client/peer/frames.ts).
+ */
+import { z } from "zod";
+
+/** Largest control message we accept, in bytes (JSON text). */
+export const MAX_CONTROL_MESSAGE_BYTES = 64 * 1024;
+
+export const CONSISTENCY_MODES = ["ssp", "bsp", "asp"] as const;
+export type ConsistencyMode = (typeof CONSISTENCY_MODES)[number];
+
+const finite = z.number().finite();
+const nonNegInt = z.number().int().min(0).max(2 ** 31);
+const shortText = z.string().max(200);
+const workerId = z.string().regex(/^w[0-9]{1,9}$/);
+
+export const consistencySchema = z.object({
+  mode: z.enum(CONSISTENCY_MODES),
+  staleness: z.number().int().min(0).max(1000),
+});
+export type Consistency = z.infer<typeof consistencySchema>;
+
+export const digestSchema = z.object({
+  sum: finite,
+  l2: finite,
+  proj: z.array(finite).max(64),
+});
+export type Digest = z.infer<typeof digestSchema>;
+
+// ---------------------------------------------------------------- page → coordinator
+
+export const joinSchema = z.object({
+  type: z.literal("join"),
+  name: shortText.optional(),
+  backend: z.enum(["webgpu", "cpu"]),
+  kernel: shortText,
+  adapter: shortText,
+});
+
+export const clockReportSchema = z.object({
+  type: z.literal("clock"),
+  /** Iterations this worker has completed. */
+  clock: nonNegInt,
+  /** Smallest entry of its vector clock over the active workers. */
+  minApplied: nonNegInt,
+  loss: finite.min(0),
+  stepMs: finite.min(0),
+  batch: nonNegInt,
+  examples: nonNegInt,
+  bytesIn: nonNegInt.max(Number.MAX_SAFE_INTEGER),
+  bytesOut: nonNegInt.max(Number.MAX_SAFE_INTEGER),
+  peers: nonNegInt,
+});
+
+export const heartbeatSchema = z.object({ type: z.literal("heartbeat") });
+
+/** The worker stopped stepping after `finish` and its last clock is `clock`. */
+export const finalSchema = z.object({ type: z.literal("final"), clock: nonNegInt });
+
+/** After `drain`: the digest of the replica once its vector clock reached the target. */
+export const digestReportSchema = z.object({
+  type: z.literal("digest"),
+  digest: digestSchema,
+  vector: z.record(workerId, nonNegInt),
+});
+
+export const leaveSchema = z.object({ type: z.literal("leave") });
+export const pauseStateSchema = z.object({ type: z.literal("paused"), paused: z.boolean() });
+
+export const clientMessageSchema = z.discriminatedUnion("type", [
+  joinSchema,
+  clockReportSchema,
+  heartbeatSchema,
+  finalSchema,
+  digestReportSchema,
+  leaveSchema,
+  pauseStateSchema,
+]);
+export type ClientMessage = z.infer<typeof clientMessageSchema>;
+export type JoinMessage = z.infer<typeof joinSchema>;
+export type ClockReport = z.infer<typeof clockReportSchema>;
+
+// ---------------------------------------------------------------- coordinator → page
+
+export const jobSpecSchema = z.object({
+  name: z.string().max(64),
+  parameters: nonNegInt,
+  batch: nonNegInt.min(1),
+  learningRate: finite.positive(),
+  seed: nonNegInt,
+  /** Stop at this clock (0: no limit). */
+  maxClock: nonNegInt,
+  /** The evaluating worker uploads its replica every this many clocks. */
+  evalEvery: nonNegInt.min(1),
+});
+export type JobSpec = z.infer<typeof jobSpecSchema>;
+
+export const shardRefSchema = z.object({
+  id: nonNegInt,
+  /** Hex SHA-256 of the shard's bytes. */
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  count: nonNegInt,
+  bytes: nonNegInt,
+});
+export type ShardRef = z.infer<typeof shardRefSchema>;
+
+export const viewMemberSchema = z.object({
+  id: workerId,
+  /** PeerJS id issued by the coordinator for this session. */
+  peerId: z.string().max(100),
+  /** Updates u(id, 1..startClock) are empty by definition (joined mid-job). */
+  startClock: nonNegInt,
+});
+export type ViewMember = z.infer<typeof viewMemberSchema>;
+
+export const viewSchema = z.object({
+  type: z.literal("view"),
+  epoch: nonNegInt,
+  active: z.array(viewMemberSchema).max(10_000),
+  /**
+   * Cuts for workers that left or were dropped: every replica counts exactly
+   * u(id, 1..clock) of that worker and ignores the rest.
+   */
+  cuts: z.array(z.object({ id: workerId, clock: nonNegInt })).max(100_000),
+  consistency: consistencySchema,
+  state: z.enum(["waiting", "running", "paused", "done", "failed"]),
+  /** The worker that uploads its replica for evaluation. */
+  evaluator: workerId.nullable(),
+});
+export type ViewMessage = z.infer<typeof viewSchema>;
+
+export const welcomeSchema = z.object({
+  type: z.literal("welcome"),
+  workerId,
+  peerId: z.string().max(100),
+  /** Session credential; later a resume or a second tab must present it. */
+  credential: z.string().max(100),
+  job: jobSpecSchema,
+  iceServers: z.array(z.object({ urls: z.union([z.string(), z.array(z.string())]) })).max(16),
+  /** Clock this worker starts from (the view's minimum when joining mid-job). */
+  startClock: nonNegInt,
+  /** Whether the joiner must take a snapshot from a peer before stepping. */
+  needsSnapshot: z.boolean(),
+});
+export type WelcomeMessage = z.infer<typeof welcomeSchema>;
+
+export const assignSchema = z.object({
+  type: z.literal("assign"),
+  shards: z.array(shardRefSchema).max(10_000),
+});
+export type AssignMessage = z.infer<typeof assignSchema>;
+
+/** Stop stepping and report the last clock (`final`). */
+export const finishSchema = z.object({ type: z.literal("finish"), reason: shortText });
+
+/** Wait until the vector clock reaches `target`, then report a digest. */
+export const drainSchema = z.object({
+  type: z.literal("drain"),
+  target: z.record(workerId, nonNegInt),
+});
+export type DrainMessage = z.infer<typeof drainSchema>;
+
+export const REJECT_CODES = [
+  "malformed",
+  "too-large",
+  "unknown-type",
+  "not-joined",
+  "already-joined",
+  "implausible-clock",
+  "job-over",
+  "rate-limited",
+] as const;
+export type RejectCode = (typeof REJECT_CODES)[number];
+
+export const errorSchema = z.object({
+  type: z.literal("error"),
+  code: z.enum(REJECT_CODES),
+  message: shortText,
+});
+export type ErrorMessage = z.infer<typeof errorSchema>;
+
+export const serverMessageSchema = z.discriminatedUnion("type", [
+  welcomeSchema,
+  viewSchema,
+  assignSchema,
+  finishSchema,
+  drainSchema,
+  errorSchema,
+]);
+export type ServerMessage = z.infer<typeof serverMessageSchema>;
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; code: RejectCode; message: string };
+
+function parseWith<T>(schema: z.ZodType<T>, text: string): Parsed<T> {
+  if (text.length > MAX_CONTROL_MESSAGE_BYTES) {
+    return { ok: false, code: "too-large", message: `message of ${text.length} bytes` };
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, code: "malformed", message: "not JSON" };
+  }
+  const r = schema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const where = issue ? issue.path.join(".") : "";
+    const code: RejectCode =
+      issue && issue.code === "invalid_union" && where === "type" ? "unknown-type" : "malformed";
+    return { ok: false, code, message: `${where || "message"}: ${issue?.message ?? "invalid"}`.slice(0, 200) };
+  }
+  return { ok: true, value: r.data };
+}
+
+export function parseClientMessage(text: string): Parsed<ClientMessage> {
+  return parseWith(clientMessageSchema, text);
+}
+
+export function parseServerMessage(text: string): Parsed<ServerMessage> {
+  return parseWith(serverMessageSchema, text);
+}
+
+// ---------------------------------------------------------------- binary model upload
+
+/**
+ * Replica upload for evaluation, page → coordinator, one binary WebSocket
+ * message: `u32 magic "GMDL"`, `u32 clock`, then `parameters` little-endian f32.
+ */
+export const MODEL_UPLOAD_MAGIC = 0x4c444d47; // "GMDL" read as little-endian u32
+
+export function encodeModelUpload(clock: number, params: Float32Array): ArrayBuffer {
+  const buf = new ArrayBuffer(8 + params.length * 4);
+  const dv = new DataView(buf);
+  dv.setUint32(0, MODEL_UPLOAD_MAGIC, true);
+  dv.setUint32(4, clock, true);
+  new Float32Array(buf, 8).set(params);
+  return buf;
+}
+
+export function decodeModelUpload(
+  bytes: Uint8Array,
+  parameters: number,
+): Parsed<{ clock: number; params: Float32Array }> {
+  if (bytes.byteLength !== 8 + parameters * 4) {
+    return { ok: false, code: "malformed", message: `model upload of ${bytes.byteLength} bytes` };
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dv.getUint32(0, true) !== MODEL_UPLOAD_MAGIC) {
+    return { ok: false, code: "malformed", message: "model upload: bad magic" };
+  }
+  const clock = dv.getUint32(4, true);
+  const params = new Float32Array(parameters);
+  const src = new Uint8Array(bytes.buffer, bytes.byteOffset + 8, parameters * 4);
+  new Uint8Array(params.buffer).set(src);
+  for (let i = 0; i < params.length; i++) {
+    if (!Number.isFinite(params[i])) {
+      return { ok: false, code: "malformed", message: "model upload: non-finite value" };
+    }
+  }
+  return { ok: true, value: { clock, params } };
+}

@@ -1,0 +1,273 @@
+/**
+ * The coordinator's network face on one port: HTTP (the built pages from
+ * dist/, the JSON API, data shards), the control WebSocket for volunteer pages
+ * at /ws, and PeerJS signaling at /peerjs (a dumb relay that knows nothing of
+ * jobs; it only refuses peer ids the coordinator did not issue).
+ */
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { Duplex } from "node:stream";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { timingSafeEqual } from "node:crypto";
+import express, { type Request, type Response } from "express";
+import { WebSocketServer, type WebSocket, type RawData } from "ws";
+import { ExpressPeerServer } from "peer";
+import { z } from "zod";
+import { CONSISTENCY_MODES, MAX_CONTROL_MESSAGE_BYTES, parseClientMessage, type ServerMessage } from "./protocol.ts";
+import type { JobRun } from "./job.ts";
+
+export interface ServerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly token: string;
+  readonly distDir: string;
+  readonly run: JobRun;
+  readonly log?: (line: string) => void;
+}
+
+export interface RunningServer {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Rejected messages after which a control connection is closed. */
+const MAX_REJECTS_PER_CONNECTION = 20;
+const TICK_MS = 500;
+
+const controlSchema = z.discriminatedUnion("action", [
+  z.object({ action: z.enum(["pause", "resume", "stop"]) }),
+  z.object({
+    action: z.literal("set"),
+    consistency: z.enum(CONSISTENCY_MODES).optional(),
+    staleness: z.number().int().min(0).max(1000).optional(),
+  }),
+]);
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  if (!header?.startsWith("Bearer ")) return false;
+  const given = Buffer.from(header.slice(7));
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+function rawToBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const { run } = opts;
+  const log = opts.log ?? (() => {});
+  const app = express();
+  app.disable("x-powered-by");
+  const http: Server = createServer(app);
+  const dist = resolve(opts.distDir);
+
+  // ------------------------------------------------------------ PeerJS signaling
+  let peerWss: WebSocketServer | null = null;
+  const peerApp = ExpressPeerServer(http, {
+    path: "/",
+    key: "peerjs",
+    allow_discovery: false,
+    createWebSocketServer: () => {
+      peerWss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+      return peerWss;
+    },
+  });
+  app.use("/peerjs", peerApp);
+
+  // ------------------------------------------------------------ HTTP API
+  app.get("/api/status", (_req, res) => {
+    res.set("Cache-Control", "no-store").json(run.status());
+  });
+  app.get("/api/jobs", (_req, res) => {
+    res.set("Cache-Control", "no-store").json({ jobs: [{ id: "default", weight: 1, ...run.status() }] });
+  });
+  app.get("/api/jobs/:id/status", (req, res) => {
+    if (req.params["id"] !== "default") {
+      res.status(404).json({ error: "no such job" });
+      return;
+    }
+    res.set("Cache-Control", "no-store").json(run.status());
+  });
+  app.get("/api/model", (_req, res) => {
+    const body = run.model();
+    if (!body) {
+      res.status(404).json({ error: "no model evaluated yet" });
+      return;
+    }
+    res
+      .set({
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": `attachment; filename="${run.job.name}.bin"`,
+        "X-Grid-Job": run.job.name,
+        "X-Grid-Parameters": String(run.job.parameters),
+        "X-Grid-Layout": "u32 magic 'GMDL', u32 clock, f32[parameters] little-endian",
+      })
+      .send(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+  });
+  app.post("/api/control", express.json({ limit: "4kb" }), (req: Request, res: Response) => {
+    if (!tokenMatches(req.headers.authorization, opts.token)) {
+      res.status(401).json({ error: "missing or wrong console token" });
+      return;
+    }
+    const parsed = controlSchema.safeParse(req.body);
+    if (!parsed.success) {
+      res.status(400).json({ error: parsed.error.issues[0]?.message ?? "invalid control" });
+      return;
+    }
+    const c = parsed.data;
+    if (c.action === "set") {
+      const mode = c.consistency ?? run.consistency.mode;
+      const staleness = c.staleness ?? run.consistency.staleness;
+      run.setConsistency({ mode, staleness });
+    } else {
+      run.control(c.action);
+    }
+    res.json({ ok: true, state: run.state, consistency: run.consistency });
+  });
+  app.use("/api", (_req, res) => {
+    res.status(404).json({ error: "no such endpoint" });
+  });
+
+  // ------------------------------------------------------------ data shards
+  app.get("/data/:job/shards/:id", (req, res) => {
+    const id = Number(req.params["id"]);
+    const shard = Number.isInteger(id) ? run.shard(id) : undefined;
+    if (req.params["job"] !== run.job.name || !shard) {
+      res.status(404).json({ error: "no such shard" });
+      return;
+    }
+    res
+      .set({
+        "Content-Type": "application/octet-stream",
+        ETag: `"${shard.ref.hash}"`,
+        "Cache-Control": "public, max-age=3600",
+      })
+      .send(Buffer.from(shard.bytes.buffer, shard.bytes.byteOffset, shard.bytes.byteLength));
+  });
+
+  // ------------------------------------------------------------ pages
+  const consolePage = join(dist, "coordinator/console/index.html");
+  app.get(["/console", "/console/"], (_req, res) => {
+    if (!existsSync(consolePage)) {
+      res.status(503).send("The client is not built: run `npm run build`.");
+      return;
+    }
+    res.sendFile(consolePage);
+  });
+  app.use(express.static(dist, { index: "index.html" }));
+  app.use((_req, res) => {
+    res.status(404).send("Not found");
+  });
+
+  // ------------------------------------------------------------ control WebSocket
+  const controlWss = new WebSocketServer({
+    noServer: true,
+    maxPayload: Math.max(MAX_CONTROL_MESSAGE_BYTES, run.job.parameters * 4 + 64),
+  });
+  controlWss.on("connection", (ws: WebSocket) => {
+    let workerId: string | null = null;
+    let rejects = 0;
+    const send = (m: ServerMessage): void => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
+    };
+    const reject = (code: Parameters<typeof rejectMessage>[0], message: string): void => {
+      rejects++;
+      send(rejectMessage(code, message));
+      if (rejects > MAX_REJECTS_PER_CONNECTION) ws.close(1008, "too many rejected messages");
+    };
+    ws.on("error", () => {});
+    ws.on("message", (data: RawData, isBinary: boolean) => {
+      const buf = rawToBuffer(data);
+      if (isBinary) {
+        if (workerId === null) {
+          reject("not-joined", "join first");
+          return;
+        }
+        const err = run.onBinary(workerId, new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+        if (err !== null) reject("malformed", err);
+        return;
+      }
+      const parsed = parseClientMessage(buf.toString("utf8"));
+      if (!parsed.ok) {
+        reject(parsed.code, parsed.message);
+        return;
+      }
+      const msg = parsed.value;
+      if (msg.type === "join") {
+        if (workerId !== null) {
+          reject("already-joined", `already joined as ${workerId}`);
+          return;
+        }
+        const r = run.join(msg, send);
+        if (!r.ok) {
+          send(rejectMessage("job-over", r.reason));
+          return;
+        }
+        workerId = r.id;
+        return;
+      }
+      if (workerId === null) {
+        reject("not-joined", "join first");
+        return;
+      }
+      run.onMessage(workerId, msg);
+    });
+    ws.on("close", () => {
+      if (workerId !== null) run.remove(workerId, "left", "connection closed");
+    });
+  });
+
+  http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (url.pathname === "/ws") {
+      controlWss.handleUpgrade(req, socket, head, (ws) => controlWss.emit("connection", ws, req));
+      return;
+    }
+    if (url.pathname.startsWith("/peerjs") && peerWss) {
+      const id = url.searchParams.get("id") ?? "";
+      if (!run.ownsPeerId(id)) {
+        socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
+        return;
+      }
+      const wss = peerWss;
+      wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req));
+      return;
+    }
+    socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
+  });
+
+  const timer = setInterval(() => run.tick(), TICK_MS);
+
+  await new Promise<void>((resolvePromise, reject) => {
+    http.once("error", reject);
+    http.listen(opts.port, opts.host, () => {
+      http.off("error", reject);
+      resolvePromise();
+    });
+  });
+  const addr = http.address();
+  const port = typeof addr === "object" && addr ? addr.port : opts.port;
+  const hostForUrl = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host.includes(":") ? `[${opts.host}]` : opts.host;
+  const url = `http://${hostForUrl}:${port}`;
+  log(`listening on ${url}`);
+
+  return {
+    url,
+    port,
+    close: async () => {
+      clearInterval(timer);
+      for (const ws of controlWss.clients) ws.terminate();
+      if (peerWss) for (const ws of (peerWss as WebSocketServer).clients) ws.terminate();
+      http.closeAllConnections();
+      await new Promise<void>((r) => http.close(() => r()));
+    },
+  };
+}
+
+function rejectMessage(code: import("./protocol.ts").RejectCode, message: string): ServerMessage {
+  return { type: "error", code, message: message.slice(0, 200) };
+}

@@ -1,0 +1,69 @@
+/**
+ * Liveness and straggler detection, pure functions over what the coordinator
+ * knows of each worker (no I/O, time passed in).
+ *
+ * - A worker whose last message is older than `heartbeatTimeoutMs` has left.
+ * - A worker is a straggler when the fast ones would have to wait for it: its
+ *   clock lags the active maximum by more than the staleness bound, or its step
+ *   time exceeds `slowFactor` × the median, continuously for `graceMs`.
+ */
+export interface StragglerPolicy {
+  readonly heartbeatTimeoutMs: number;
+  readonly slowFactor: number;
+  readonly graceMs: number;
+}
+
+export const DEFAULT_POLICY: StragglerPolicy = {
+  heartbeatTimeoutMs: 5000,
+  slowFactor: 3,
+  graceMs: 5000,
+};
+
+export interface WorkerHealth {
+  readonly id: string;
+  readonly clock: number;
+  readonly stepMs: number;
+  readonly lastSeen: number;
+  /** When the worker first looked slow in the current spell, or null. */
+  readonly slowSince: number | null;
+  readonly paused: boolean;
+}
+
+export interface Verdict {
+  readonly id: string;
+  readonly verdict: "ok" | "straggler" | "gone";
+  readonly slowSince: number | null;
+  readonly reason: string;
+}
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** Classify every active worker. `staleness` is Infinity for ASP. */
+export function assess(
+  workers: readonly WorkerHealth[],
+  staleness: number,
+  now: number,
+  policy: StragglerPolicy = DEFAULT_POLICY,
+): Verdict[] {
+  const live = workers.filter((w) => now - w.lastSeen <= policy.heartbeatTimeoutMs);
+  const maxClock = live.reduce((m, w) => Math.max(m, w.clock), 0);
+  const med = median(live.filter((w) => w.stepMs > 0).map((w) => w.stepMs));
+  return workers.map((w): Verdict => {
+    if (now - w.lastSeen > policy.heartbeatTimeoutMs) {
+      return { id: w.id, verdict: "gone", slowSince: null, reason: `silent for ${now - w.lastSeen} ms` };
+    }
+    if (w.paused) return { id: w.id, verdict: "ok", slowSince: null, reason: "paused by its volunteer" };
+    const lag = maxClock - w.clock;
+    const lagging = Number.isFinite(staleness) && lag > staleness;
+    const slow = med > 0 && live.length > 1 && w.stepMs > policy.slowFactor * med;
+    if (!lagging && !slow) return { id: w.id, verdict: "ok", slowSince: null, reason: "" };
+    const since = w.slowSince ?? now;
+    const reason = lagging ? `clock ${lag} behind the fastest (s = ${staleness})` : `step ${Math.round(w.stepMs)} ms vs median ${Math.round(med)} ms`;
+    return { id: w.id, verdict: now - since >= policy.graceMs ? "straggler" : "ok", slowSince: since, reason };
+  });
+}
