@@ -166,7 +166,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // ------------------------------------------------------------ control WebSocket
   const controlWss = new WebSocketServer({
     noServer: true,
-    maxPayload: Math.max(MAX_CONTROL_MESSAGE_BYTES, run.job.parameters * 4 + 64),
+    // Oversized text is refused with a reason by the parser; only far larger
+    // frames close the socket.
+    maxPayload: Math.max(4 * MAX_CONTROL_MESSAGE_BYTES, run.job.parameters * 4 + 64),
   });
   controlWss.on("connection", (ws: WebSocket) => {
     let workerId: string | null = null;

@@ -15,8 +15,8 @@ export const mnistSoftmax: JobDefinition = {
   inputDim: IN,
   classes: OUT,
   parameters: IN * OUT + OUT,
-  batch: 64,
-  learningRate: 0.2,
+  batch: 128,
+  learningRate: 0.5,
   targetAccuracy: 0.9,
   init(): Float32Array {
     // Softmax regression is convex: zeros are a fine, seed-independent start.
