@@ -54,15 +54,32 @@ function num(id: string): number {
   return Number(id.slice(1));
 }
 
+/** The job the coordinator runs (public status), so the right kernels are prepared before joining. */
+async function fetchJobName(): Promise<string> {
+  let res: Response;
+  try {
+    res = await fetch(`${coordinator}/api/status`, { cache: "no-store" });
+  } catch {
+    throw new Error(`cannot reach the coordinator at ${coordinator}`);
+  }
+  if (!res.ok) throw new Error(`the coordinator answered HTTP ${res.status}`);
+  const body: unknown = await res.json();
+  const name = typeof body === "object" && body !== null && "job" in body && typeof body.job === "object" && body.job !== null && "name" in body.job ? body.job.name : null;
+  if (typeof name !== "string") throw new Error("the coordinator's status has no job name");
+  return name;
+}
+
 async function main(): Promise<void> {
   if (backendParam !== "cpu" && !("gpu" in navigator)) {
     ui.notice("This browser has no WebGPU (navigator.gpu is missing): training runs on the CPU instead, more slowly.");
   }
   const worker = Comlink.wrap<TrainingWorkerApi>(new Worker(new URL("./worker.ts", import.meta.url), { type: "module" }));
-  const job = JOBS["mnist-softmax"];
-  if (!job) throw new Error("job registry is empty");
+  ui.setState("asking the coordinator which job runs");
+  const jobName = await fetchJobName();
+  const job = JOBS[jobName];
+  if (!job) throw new Error(`this page does not know the job "${jobName}": reload to get the current version`);
   ui.setState("preparing the GPU");
-  const init = await worker.init(backendParam, job.inputDim, job.classes, 512);
+  const init = await worker.init(backendParam, job.name, 512);
   pageState.backend = init.backend;
   ui.setAdapter(`${init.backend} · ${init.kernel} · ${init.adapter}`);
   if (init.fallbackReason && backendParam !== "cpu") {

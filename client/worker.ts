@@ -7,10 +7,8 @@
  */
 import * as Comlink from "comlink";
 import type { AssignMessage, Digest, ViewMessage, WelcomeMessage } from "../coordinator/protocol.ts";
-import { acquireDevice } from "./gpu/device.ts";
 import type { SoftmaxBackend } from "./gpu/backend.ts";
-import { createGpuSoftmaxBackend } from "./gpu/softmax.ts";
-import { createCpuSoftmaxBackend } from "./gpu/reference.ts";
+import { selectBackend } from "./gpu/select.ts";
 import { JOBS } from "./jobs/registry.ts";
 import type { JobDefinition } from "./jobs/job.ts";
 import { Replica, type ReceiveResult } from "./replica.ts";
@@ -78,26 +76,16 @@ class TrainingWorker {
   private slowdown = 1;
   private lastReport = 0;
   private running = false;
+  private throttle = 1;
   private pendingAssign: AssignMessage | null = null;
 
-  async init(forceBackend: "webgpu" | "cpu" | null, inDim: number, outDim: number, maxBatch: number): Promise<InitResult> {
-    let fallbackReason: string | null = null;
-    if (forceBackend !== "cpu") {
-      const acq = await acquireDevice({ label: "grid-worker" });
-      if (acq.ok) {
-        try {
-          this.backend = await createGpuSoftmaxBackend(acq.device, acq.info.name, inDim, outDim, maxBatch);
-        } catch (e) {
-          fallbackReason = `WebGPU kernels failed: ${e instanceof Error ? e.message : String(e)}`;
-        }
-      } else {
-        fallbackReason = acq.reason;
-      }
-    } else {
-      fallbackReason = "CPU forced by ?backend=cpu";
-    }
-    if (!this.backend) this.backend = createCpuSoftmaxBackend(inDim, outDim);
-    return { backend: this.backend.backend, kernel: this.backend.kernel, adapter: this.backend.adapter, fallbackReason };
+  /** Pick the compute backend for `jobName` (see gpu/select.ts). */
+  async init(forceBackend: "webgpu" | "cpu" | null, jobName: string, maxBatch: number): Promise<InitResult> {
+    const job = JOBS[jobName];
+    if (!job) throw new Error(`unknown job ${jobName}`);
+    const { backend, fallbackReason } = await selectBackend(job, forceBackend, maxBatch);
+    this.backend = backend;
+    return { backend: backend.backend, kernel: backend.kernel, adapter: backend.adapter, fallbackReason };
   }
 
   start(base: string, welcome: WelcomeMessage, view: ViewMessage, slowdown: number, cb: WorkerCallbacks): void {
@@ -221,6 +209,14 @@ class TrainingWorker {
     return this.ready && this.replica ? this.replica.vector(id) : 0;
   }
 
+  /**
+   * Use at most `share` (0 < share <= 1) of the time: after each step the
+   * worker idles `stepMs * (1/share - 1)`.
+   */
+  setThrottle(share: number): void {
+    this.throttle = Math.min(1, Math.max(0.05, Number.isFinite(share) ? share : 1));
+  }
+
   setPaused(p: boolean): void {
     this.paused = p;
     this.poke();
@@ -316,7 +312,10 @@ class TrainingWorker {
         cb.model(clock, Comlink.transfer(p, [p]));
       }
       this.report("training", [], maxClock > 0 && clock >= maxClock);
-      if (this.slowdown > 1) await sleep((this.slowdown - 1) * this.baseStepMs);
+      // ?slowdown=F: a fixed extra delay per step, (F - 1) × the step time measured at join.
+      let idle = this.slowdown > 1 ? (this.slowdown - 1) * this.baseStepMs : 0;
+      if (this.throttle < 1) idle += (stepMs + idle) * (1 / this.throttle - 1);
+      if (idle > 0) await sleep(idle);
     }
     const r = this.replica;
     if (!r) return;
