@@ -195,6 +195,7 @@ async function main(): Promise<void> {
         bytesIn: pageState.bytesIn,
         bytesOut: pageState.bytesOut,
         peers: pageState.peers,
+        stalenessHist: r.stalenessHist,
       });
     },
     model(clock: number, buffer: ArrayBuffer): void {
@@ -286,9 +287,17 @@ async function main(): Promise<void> {
       case "drain":
         void worker.drain(m.target);
         return;
+      case "ack":
+        ui.setGridClock(m.min, m.max, m.active);
+        return;
       case "error":
         log(`coordinator: ${m.code}: ${m.message}`);
         if (m.code === "job-over") ui.setState(`not joined: ${m.message}`);
+        if (m.code === "dropped") {
+          stopped = true;
+          void worker.finish();
+          ui.setState(`dropped: ${m.message}`);
+        }
         return;
     }
   });

@@ -24,6 +24,7 @@ export class PageView {
   private readonly examples: HTMLElement;
   private readonly progress: HTMLProgressElement;
   private readonly viewInfo: HTMLElement;
+  private readonly gridClock: HTMLElement;
   private readonly notices: HTMLElement;
   private readonly logList: HTMLElement;
   private readonly pauseBtn: HTMLButtonElement;
@@ -41,6 +42,7 @@ export class PageView {
     this.examples = el(doc, "examples");
     this.progress = el(doc, "epoch-progress");
     this.viewInfo = el(doc, "view");
+    this.gridClock = el(doc, "grid-clock");
     this.notices = el(doc, "notices");
     this.logList = el(doc, "log");
     this.pauseBtn = el(doc, "pause");
@@ -92,6 +94,11 @@ export class PageView {
       drained: "done",
     };
     this.setState(text[r.state]);
+  }
+
+  /** The active workers' clock range, from the coordinator's acks. */
+  setGridClock(min: number, max: number, active: number): void {
+    this.gridClock.textContent = `${min}–${max} across ${active} active worker${active === 1 ? "" : "s"}`;
   }
 
   setPaused(paused: boolean): void {

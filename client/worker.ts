@@ -6,7 +6,7 @@
  * ArrayBuffers cross the boundary as transfers.
  */
 import * as Comlink from "comlink";
-import type { AssignMessage, Digest, ViewMessage, WelcomeMessage } from "../coordinator/protocol.ts";
+import { STALENESS_BUCKETS, type AssignMessage, type Digest, type ViewMessage, type WelcomeMessage } from "../coordinator/protocol.ts";
 import type { SoftmaxBackend } from "./gpu/backend.ts";
 import { selectBackend } from "./gpu/select.ts";
 import { JOBS } from "./jobs/registry.ts";
@@ -25,6 +25,7 @@ export interface WorkerReport {
   readonly shardsLoaded: number;
   readonly waitingOn: string[];
   readonly state: "loading" | "training" | "waiting" | "paused" | "finished" | "drained";
+  readonly stalenessHist: number[];
 }
 
 export interface WorkerCallbacks {
@@ -77,6 +78,8 @@ class TrainingWorker {
   private lastReport = 0;
   private running = false;
   private throttle = 1;
+  /** Staleness of applied peer updates since the last report. */
+  private stalenessHist: number[] = new Array<number>(STALENESS_BUCKETS).fill(0);
   private pendingAssign: AssignMessage | null = null;
 
   /** Pick the compute backend for `jobName` (see gpu/select.ts). */
@@ -172,7 +175,11 @@ class TrainingWorker {
   receive(sender: string, clock: number, buffer: ArrayBuffer): ReceiveResult | "not-ready" {
     if (!this.replica || !this.ready) return "not-ready";
     const r = this.replica.receive(sender, clock, new Float32Array(buffer));
-    if (r === "applied") this.poke();
+    if (r === "applied") {
+      const k = Math.min(STALENESS_BUCKETS - 1, Math.max(0, this.replica.clock - clock));
+      this.stalenessHist[k] = (this.stalenessHist[k] ?? 0) + 1;
+      this.poke();
+    }
     return r;
   }
 
@@ -248,7 +255,9 @@ class TrainingWorker {
       shardsLoaded: this.shards.size,
       waitingOn,
       state,
+      stalenessHist: this.stalenessHist,
     });
+    this.stalenessHist = new Array<number>(STALENESS_BUCKETS).fill(0);
   }
 
   private async loop(): Promise<void> {

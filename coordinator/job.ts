@@ -73,6 +73,7 @@ interface WorkerRecord {
   shards: number[];
   finalClock: number | null;
   digest: Digest | null;
+  stalenessHist: number[];
 }
 
 export interface JobEvent {
@@ -218,6 +219,7 @@ export class JobRun {
       shards: [],
       finalClock: null,
       digest: null,
+      stalenessHist: [],
     };
     this.workers.set(id, w);
     send({
@@ -291,7 +293,12 @@ export class JobRun {
         w.bytesOut = msg.bytesOut;
         w.peers = msg.peers;
         w.loss = msg.loss;
+        if (msg.stalenessHist) {
+          msg.stalenessHist.forEach((n, k) => (w.stalenessHist[k] = (w.stalenessHist[k] ?? 0) + n));
+        }
         this.recordLoss();
+        const range = this.clockRangeCached();
+        w.send({ type: "ack", ...(msg.seq !== undefined ? { seq: msg.seq } : {}), min: range.min, max: range.max, active: range.active });
         if (this.opts.maxClock > 0 && w.clock >= this.opts.maxClock && !this.finishing) {
           this.finish(`max clock ${this.opts.maxClock} reached`);
         }
@@ -320,6 +327,18 @@ export class JobRun {
     let n = 0;
     for (const w of this.workers.values()) n += w.examples;
     return n;
+  }
+
+  private rangeCache: { at: number; min: number; max: number; active: number } | null = null;
+
+  /** Active clock range, recomputed at most every 50 ms (cheap with thousands of workers). */
+  private clockRangeCached(): { min: number; max: number; active: number } {
+    const now = this.now();
+    if (this.rangeCache && now - this.rangeCache.at < 50) return this.rangeCache;
+    const act = this.active();
+    const r = clockRange(act.map((w) => w.clock));
+    this.rangeCache = { at: now, min: r.min, max: r.max, active: act.length };
+    return this.rangeCache;
   }
 
   private recordLoss(): void {
@@ -462,6 +481,15 @@ export class JobRun {
     this.broadcastView();
   }
 
+  /** The organizer drops a worker: it leaves the view with a cut at its clock. */
+  drop(id: string): boolean {
+    const w = this.workers.get(id);
+    if (!w || (w.state !== "active" && w.state !== "straggler")) return false;
+    w.send({ type: "error", code: "dropped", message: "dropped by the organizer" });
+    this.remove(id, "dropped", "dropped by the organizer");
+    return true;
+  }
+
   setConsistency(c: Consistency): void {
     this.consistency = c;
     this.event("consistency", undefined, `${c.mode}${c.mode === "ssp" ? ` s=${c.staleness}` : ""}`);
@@ -500,6 +528,7 @@ export class JobRun {
           bytesOut: w.bytesOut,
           shards: w.shards.length,
           digest: w.digest,
+          stalenessHist: w.stalenessHist,
         })),
       metrics: {
         trainLoss: this.trainLoss,

@@ -19,6 +19,8 @@ export const CONSISTENCY_MODES = ["ssp", "bsp", "asp"] as const;
 export type ConsistencyMode = (typeof CONSISTENCY_MODES)[number];
 
 const finite = z.number().finite();
+/** Buckets of the staleness histogram in clock reports. */
+export const STALENESS_BUCKETS = 16;
 const nonNegInt = z.number().int().min(0).max(2 ** 31);
 const shortText = z.string().max(200);
 const workerId = z.string().regex(/^w[0-9]{1,9}$/);
@@ -59,6 +61,14 @@ export const clockReportSchema = z.object({
   bytesIn: nonNegInt.max(Number.MAX_SAFE_INTEGER),
   bytesOut: nonNegInt.max(Number.MAX_SAFE_INTEGER),
   peers: nonNegInt,
+  /**
+   * Staleness of the updates this replica applied since its last report:
+   * entry k counts updates applied when they were k clocks behind the
+   * replica's own clock (the last entry gathers k and more).
+   */
+  stalenessHist: z.array(nonNegInt).max(STALENESS_BUCKETS).optional(),
+  /** Sequence number echoed in the `ack` (latency measurements). */
+  seq: nonNegInt.optional(),
 });
 
 export const heartbeatSchema = z.object({ type: z.literal("heartbeat") });
@@ -159,6 +169,19 @@ export const assignSchema = z.object({
 });
 export type AssignMessage = z.infer<typeof assignSchema>;
 
+/**
+ * The coordinator's answer to a clock report: the active clock range as it
+ * stands after the report (the page shows its clock against the others').
+ */
+export const ackSchema = z.object({
+  type: z.literal("ack"),
+  seq: nonNegInt.optional(),
+  min: nonNegInt,
+  max: nonNegInt,
+  active: nonNegInt,
+});
+export type AckMessage = z.infer<typeof ackSchema>;
+
 /** Stop stepping and report the last clock (`final`). */
 export const finishSchema = z.object({ type: z.literal("finish"), reason: shortText });
 
@@ -178,6 +201,7 @@ export const REJECT_CODES = [
   "implausible-clock",
   "job-over",
   "rate-limited",
+  "dropped",
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 
@@ -195,6 +219,7 @@ export const serverMessageSchema = z.discriminatedUnion("type", [
   finishSchema,
   drainSchema,
   errorSchema,
+  ackSchema,
 ]);
 export type ServerMessage = z.infer<typeof serverMessageSchema>;
 

@@ -37,6 +37,7 @@ const TICK_MS = 500;
 
 const controlSchema = z.discriminatedUnion("action", [
   z.object({ action: z.enum(["pause", "resume", "stop"]) }),
+  z.object({ action: z.literal("drop"), worker: z.string().regex(/^w[0-9]{1,9}$/) }),
   z.object({
     action: z.literal("set"),
     consistency: z.enum(CONSISTENCY_MODES).optional(),
@@ -119,7 +120,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       return;
     }
     const c = parsed.data;
-    if (c.action === "set") {
+    if (c.action === "drop") {
+      if (!run.drop(c.worker)) {
+        res.status(404).json({ error: `no active worker ${c.worker}` });
+        return;
+      }
+    } else if (c.action === "set") {
       const mode = c.consistency ?? run.consistency.mode;
       const staleness = c.staleness ?? run.consistency.staleness;
       run.setConsistency({ mode, staleness });
