@@ -4,6 +4,11 @@
  * peers (RTCPeerConnection exists only in pages, not in workers), and shows
  * what it is doing. URL parameters: ?coordinator=URL ?backend=webgpu|cpu
  * ?slowdown=F ?name=LABEL.
+ *
+ * One page lives through several memberships: a drop (straggler, pause) or a
+ * lost coordinator connection ends one; the page joins again with its
+ * credential (after the coordinator's back-off, on resume, or on reconnect),
+ * takes a snapshot from a peer and goes on. Shards stay cached in IndexedDB.
  */
 import * as Comlink from "comlink";
 import {
@@ -14,7 +19,16 @@ import {
   type WelcomeMessage,
 } from "../coordinator/protocol.ts";
 import { JOBS } from "./jobs/registry.ts";
-import { FrameType, decodeResendRequestPayload, decodeSnapshotPayload, decodeUpdatePayload, encodeResendRequestPayload, encodeSnapshotPayload, encodeUpdatePayload, type ReceivedMessage } from "./peer/frames.ts";
+import {
+  FrameType,
+  decodeResendRequestPayload,
+  decodeSnapshotPayload,
+  decodeUpdatePayload,
+  encodeResendRequestPayload,
+  encodeSnapshotPayload,
+  encodeUpdatePayload,
+  type ReceivedMessage,
+} from "./peer/frames.ts";
 import { PeerTransport } from "./peer/transport.ts";
 import type { TrainingWorkerApi, WorkerReport } from "./worker.ts";
 import { PageView } from "./ui.ts";
@@ -39,9 +53,21 @@ interface PageState {
   bytesOut: number;
   backend: string;
   digest: unknown;
+  memberships: number;
   log: string[];
 }
-const pageState: PageState = { workerId: null, state: "starting", clock: 0, peers: 0, bytesIn: 0, bytesOut: 0, backend: "", digest: null, log: [] };
+const pageState: PageState = {
+  workerId: null,
+  state: "starting",
+  clock: 0,
+  peers: 0,
+  bytesIn: 0,
+  bytesOut: 0,
+  backend: "",
+  digest: null,
+  memberships: 0,
+  log: [],
+};
 (window as unknown as { grid: PageState }).grid = pageState;
 
 function log(line: string): void {
@@ -64,21 +90,32 @@ async function fetchJobName(): Promise<string> {
   }
   if (!res.ok) throw new Error(`the coordinator answered HTTP ${res.status}`);
   const body: unknown = await res.json();
-  const name = typeof body === "object" && body !== null && "job" in body && typeof body.job === "object" && body.job !== null && "name" in body.job ? body.job.name : null;
+  const job = typeof body === "object" && body !== null && "job" in body ? body.job : null;
+  const name = typeof job === "object" && job !== null && "name" in job ? job.name : null;
   if (typeof name !== "string") throw new Error("the coordinator's status has no job name");
   return name;
+}
+
+/** One membership: a worker id, its peer transport and its replica in the worker. */
+interface Membership {
+  readonly welcome: WelcomeMessage;
+  readonly transport: PeerTransport;
+  readonly peerOf: Map<string, string>;
+  started: boolean;
+  snapshotLoaded: boolean;
+  snapshotTimer: ReturnType<typeof setInterval> | null;
 }
 
 async function main(): Promise<void> {
   if (backendParam !== "cpu" && !("gpu" in navigator)) {
     ui.notice("This browser has no WebGPU (navigator.gpu is missing): training runs on the CPU instead, more slowly.");
   }
-  const worker = Comlink.wrap<TrainingWorkerApi>(new Worker(new URL("./worker.ts", import.meta.url), { type: "module" }));
   ui.setState("asking the coordinator which job runs");
   const jobName = await fetchJobName();
   const job = JOBS[jobName];
   if (!job) throw new Error(`this page does not know the job "${jobName}": reload to get the current version`);
   ui.setState("preparing the GPU");
+  const worker = Comlink.wrap<TrainingWorkerApi>(new Worker(new URL("./worker.ts", import.meta.url), { type: "module" }));
   const init = await worker.init(backendParam, job.name, 512);
   pageState.backend = init.backend;
   ui.setAdapter(`${init.backend} · ${init.kernel} · ${init.adapter}`);
@@ -86,32 +123,50 @@ async function main(): Promise<void> {
     ui.notice(`WebGPU is not available (${init.fallbackReason}); training on the CPU.`);
   }
 
-  const wsUrl = coordinator.replace(/^http/, "ws") + "/ws";
-  const ws = new WebSocket(wsUrl);
-  ws.binaryType = "arraybuffer";
-  const send = (m: ClientMessage): void => {
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
-  };
-
-  let welcome: WelcomeMessage | null = null;
-  let view: ViewMessage | null = null;
-  let transport: PeerTransport | null = null;
-  let started = false;
-  let snapshotLoaded = false;
+  let ws: WebSocket | null = null;
+  let member: Membership | null = null;
+  let credential: string | null = null;
   let stopped = false;
   let paused = false;
-  const peerOf = new Map<string, string>(); // peer id → worker id
+  let jobOver = false;
+  let reconnectDelay = 1000;
+  let rejoinTimer: ReturnType<typeof setTimeout> | null = null;
 
-  const heartbeat = setInterval(() => send({ type: "heartbeat" }), 1000);
+  const send = (m: ClientMessage): void => {
+    if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
+  };
 
-  const onPeerMessage = (fromPeer: string, msg: ReceivedMessage): void => {
-    if (!welcome) return;
-    const w = welcome;
+  const join = (): void => {
+    if (stopped || jobOver || paused) return;
+    ui.setState(credential ? "joining the job again" : "joining the job");
+    send({
+      type: "join",
+      ...(name ? { name } : {}),
+      backend: init.backend,
+      kernel: init.kernel,
+      adapter: init.adapter,
+      ...(credential ? { rejoin: credential } : {}),
+    });
+  };
+
+  /** End the current membership (dropped, disconnected, stopped). */
+  const leaveMembership = (): void => {
+    const m = member;
+    if (!m) return;
+    member = null;
+    if (m.snapshotTimer) clearInterval(m.snapshotTimer);
+    m.transport.destroy();
+    void worker.stop();
+    pageState.workerId = null;
+  };
+
+  const onPeerMessage = (m: Membership, fromPeer: string, msg: ReceivedMessage): void => {
+    const w = m.welcome;
     switch (msg.type) {
       case FrameType.UPDATE: {
         const d = decodeUpdatePayload(msg.payload, w.job.parameters);
         if (!d.ok) {
-          log(`dropped an update from ${fromPeer}: ${d.reason}`);
+          log(`dropped an update from ${m.peerOf.get(fromPeer) ?? fromPeer}: ${d.reason}`);
           return;
         }
         const buf = d.value.buffer as ArrayBuffer;
@@ -120,70 +175,124 @@ async function main(): Promise<void> {
       }
       case FrameType.SNAPSHOT_REQUEST:
         void worker.snapshot().then((s) => {
-          if (!s || !transport) return;
+          if (!s || member !== m) return;
           const vectorClock = new Map(Object.entries(s.vector).map(([id, c]) => [num(id), c] as [number, number]));
-          void transport.send(fromPeer, FrameType.SNAPSHOT, num(w.workerId), 0, encodeSnapshotPayload({ vectorClock, params: new Float32Array(s.params) }));
+          void m.transport.send(fromPeer, FrameType.SNAPSHOT, num(w.workerId), 0, encodeSnapshotPayload({ vectorClock, params: new Float32Array(s.params) }));
+          for (const u of s.retained) void m.transport.send(fromPeer, FrameType.RETAINED, num(u.author), u.clock, new Uint8Array(u.buffer));
         });
         return;
       case FrameType.SNAPSHOT: {
-        if (snapshotLoaded) return;
+        if (m.snapshotLoaded) return;
         const d = decodeSnapshotPayload(msg.payload, w.job.parameters);
         if (!d.ok) {
-          log(`bad snapshot from ${fromPeer}: ${d.reason}`);
+          log(`bad snapshot from ${m.peerOf.get(fromPeer) ?? fromPeer}: ${d.reason}`);
           return;
         }
-        snapshotLoaded = true;
+        m.snapshotLoaded = true;
         const vector: Record<string, number> = {};
         for (const [k, c] of d.value.vectorClock) vector[`w${k}`] = c;
         const buf = d.value.params.buffer as ArrayBuffer;
         void worker.loadSnapshot(Comlink.transfer(buf, [buf]), vector);
+        log(`took a snapshot from ${m.peerOf.get(fromPeer) ?? fromPeer}`);
+        return;
+      }
+      case FrameType.RETAINED: {
+        const d = decodeUpdatePayload(msg.payload, w.job.parameters);
+        if (!d.ok) return;
+        const buf = d.value.buffer as ArrayBuffer;
+        void worker.importRetained(`w${msg.sender}`, msg.clock, Comlink.transfer(buf, [buf]));
         return;
       }
       case FrameType.RESEND_REQUEST: {
         const d = decodeResendRequestPayload(msg.payload);
         if (!d.ok) return;
-        const target = `w${d.value.target}`;
-        void worker.retained(target, d.value.fromClock, Number.MAX_SAFE_INTEGER).then((list) => {
-          for (const u of list) void transport?.send(fromPeer, FrameType.UPDATE, d.value.target, u.clock, new Uint8Array(u.buffer));
+        void worker.retained(`w${d.value.target}`, d.value.fromClock, Number.MAX_SAFE_INTEGER).then((list) => {
+          for (const u of list) void m.transport.send(fromPeer, FrameType.UPDATE, d.value.target, u.clock, new Uint8Array(u.buffer));
         });
         return;
       }
     }
   };
 
-  const requestSnapshot = (): void => {
-    if (snapshotLoaded || !transport || !welcome) return;
-    const open = transport.openPeers();
+  const requestSnapshot = (m: Membership): void => {
+    if (m.snapshotLoaded) return;
+    const open = m.transport.openPeers();
     const pick = open[Math.floor(Math.random() * open.length)];
-    if (pick) void transport.send(pick, FrameType.SNAPSHOT_REQUEST, num(welcome.workerId), 0, new Uint8Array(0));
+    if (pick) void m.transport.send(pick, FrameType.SNAPSHOT_REQUEST, num(m.welcome.workerId), 0, new Uint8Array(0));
   };
 
-  const applyView = (v: ViewMessage): void => {
-    view = v;
-    if (!welcome) return;
+  const startMembership = (w: WelcomeMessage): Membership => {
+    leaveMembership();
+    credential = w.credential;
+    pageState.workerId = w.workerId;
+    pageState.memberships++;
+    ui.setWelcome(w);
+    const peerOf = new Map<string, string>();
+    const m: Membership = {
+      welcome: w,
+      peerOf,
+      started: false,
+      snapshotLoaded: !w.needsSnapshot,
+      snapshotTimer: null,
+      transport: new PeerTransport({
+        coordinator,
+        peerId: w.peerId,
+        selfNumber: num(w.workerId),
+        iceServers: w.iceServers,
+        maxMessageBytes: w.job.parameters * 4 + 1024 * 1024,
+        onMessage: (from, msg) => onPeerMessage(m, from, msg),
+        onPeerOpen: (p) => {
+          log(`peer ${peerOf.get(p) ?? p} connected`);
+          if (!m.snapshotLoaded) requestSnapshot(m);
+          // Ask the new peer for its own updates this replica lacks (some may
+          // have been sent before this link was open).
+          const wid = peerOf.get(p);
+          if (wid) {
+            void worker.vectorOf(wid).then((v) => {
+              if (member === m) void m.transport.send(p, FrameType.RESEND_REQUEST, num(w.workerId), 0, encodeResendRequestPayload({ target: num(wid), fromClock: v }));
+            });
+          }
+        },
+        onPeerLost: (p, why) => log(`peer ${peerOf.get(p) ?? p} lost: ${why}`),
+        log,
+      }),
+    };
+    m.transport.opened.catch((e: unknown) => log(`signaling failed: ${e instanceof Error ? e.message : String(e)}`));
+    if (!m.snapshotLoaded) m.snapshotTimer = setInterval(() => (m.snapshotLoaded ? null : requestSnapshot(m)), 3000);
+    member = m;
+    return m;
+  };
+
+  const applyView = (m: Membership, v: ViewMessage): void => {
     const peers = new Map<string, number>();
-    peerOf.clear();
-    for (const m of v.active) {
-      peerOf.set(m.peerId, m.id);
-      if (m.id !== welcome.workerId) peers.set(m.peerId, num(m.id));
+    m.peerOf.clear();
+    for (const a of v.active) {
+      m.peerOf.set(a.peerId, a.id);
+      if (a.id !== m.welcome.workerId) peers.set(a.peerId, num(a.id));
     }
-    transport?.setPeers(peers);
-    ui.setView(v, welcome.workerId);
-    if (v.state === "done") ui.setState("done: the job is finished, thank you");
+    m.transport.setPeers(peers);
+    ui.setView(v, m.welcome.workerId);
+    if (v.state === "done") {
+      jobOver = true;
+      ui.setState("done: the job is finished, thank you");
+    }
   };
 
   const callbacks = {
     update(clock: number, buffer: ArrayBuffer): void {
-      if (!welcome || !transport) return;
-      void transport.broadcast(FrameType.UPDATE, num(welcome.workerId), clock, encodeUpdatePayload(new Float32Array(buffer)));
+      const m = member;
+      if (!m) return;
+      void m.transport.broadcast(FrameType.UPDATE, num(m.welcome.workerId), clock, encodeUpdatePayload(new Float32Array(buffer)));
     },
     report(r: WorkerReport): void {
+      const t = member?.transport;
       pageState.clock = r.clock;
       pageState.state = r.state;
-      pageState.peers = transport?.connectedCount ?? 0;
-      pageState.bytesIn = transport?.bytesIn ?? 0;
-      pageState.bytesOut = transport?.bytesOut ?? 0;
+      pageState.peers = t?.connectedCount ?? 0;
+      pageState.bytesIn = t?.bytesIn ?? pageState.bytesIn;
+      pageState.bytesOut = t?.bytesOut ?? pageState.bytesOut;
       ui.setReport(r, pageState.peers, pageState.bytesIn, pageState.bytesOut, paused);
+      if (!member) return;
       send({
         type: "clock",
         clock: r.clock,
@@ -196,10 +305,12 @@ async function main(): Promise<void> {
         bytesOut: pageState.bytesOut,
         peers: pageState.peers,
         stalenessHist: r.stalenessHist,
+        waitMs: r.waitMs,
+        ...(r.shardsDone.length > 0 ? { shardsDone: r.shardsDone } : {}),
       });
     },
     model(clock: number, buffer: ArrayBuffer): void {
-      if (ws.readyState === WebSocket.OPEN) ws.send(encodeModelUpload(clock, new Float32Array(buffer)));
+      if (member && ws?.readyState === WebSocket.OPEN) ws.send(encodeModelUpload(clock, new Float32Array(buffer)));
     },
     final(clock: number): void {
       send({ type: "final", clock });
@@ -209,116 +320,126 @@ async function main(): Promise<void> {
       send({ type: "digest", digest: d, vector });
       ui.setState("done: replica digest reported");
     },
+    unavailable(id: string, clock: number): void {
+      log(`no peer holds u(${id},${clock}); asking the coordinator to lower ${id}'s cut`);
+      send({ type: "missing", id, clock });
+    },
     missing(id: string, fromClock: number): void {
-      if (!transport) return;
-      void transport.broadcast(FrameType.RESEND_REQUEST, welcome ? num(welcome.workerId) : 0, 0, encodeResendRequestPayload({ target: num(id), fromClock }));
+      const m = member;
+      if (!m) return;
+      void m.transport.broadcast(FrameType.RESEND_REQUEST, num(m.welcome.workerId), 0, encodeResendRequestPayload({ target: num(id), fromClock }));
     },
     log,
   };
+  const proxied = Comlink.proxy(callbacks);
 
-  ws.addEventListener("open", () => {
-    ui.setState("joining the job");
-    send({ type: "join", ...(name ? { name } : {}), backend: init.backend, kernel: init.kernel, adapter: init.adapter });
-  });
-  ws.addEventListener("close", () => {
-    clearInterval(heartbeat);
-    if (!stopped) ui.setState("disconnected from the coordinator (reload the page to rejoin)");
-  });
-  ws.addEventListener("message", (ev: MessageEvent) => {
-    if (typeof ev.data !== "string") return;
-    const parsed = parseServerMessage(ev.data);
+  const onServerMessage = (text: string): void => {
+    const parsed = parseServerMessage(text);
     if (!parsed.ok) {
       log(`ignored a bad message from the coordinator: ${parsed.message}`);
       return;
     }
-    const m = parsed.value;
-    switch (m.type) {
-      case "welcome": {
-        welcome = m;
-        pageState.workerId = m.workerId;
-        ui.setWelcome(m);
-        const w = m;
-        transport = new PeerTransport({
-          coordinator,
-          peerId: m.peerId,
-          selfNumber: num(m.workerId),
-          iceServers: m.iceServers,
-          maxMessageBytes: m.job.parameters * 4 + 1024 * 1024,
-          onMessage: onPeerMessage,
-          onPeerOpen: (p) => {
-            log(`peer ${peerOf.get(p) ?? p} connected`);
-            // Ask the new peer for its own updates this replica lacks (some
-            // may have been sent before this link was open).
-            const wid = peerOf.get(p);
-            if (wid) {
-              void worker.vectorOf(wid).then((v) => {
-                void transport?.send(p, FrameType.RESEND_REQUEST, num(w.workerId), 0, encodeResendRequestPayload({ target: num(wid), fromClock: v }));
-              });
-            }
-            if (w.needsSnapshot && !snapshotLoaded) requestSnapshot();
-          },
-          onPeerLost: (p, why) => log(`peer ${peerOf.get(p) ?? p} lost: ${why}`),
-          log,
-        });
-        transport.opened.catch((e: unknown) => log(`signaling failed: ${e instanceof Error ? e.message : String(e)}`));
-        if (m.needsSnapshot) {
-          const retry = setInterval(() => (snapshotLoaded ? clearInterval(retry) : requestSnapshot()), 3000);
+    const msg = parsed.value;
+    switch (msg.type) {
+      case "welcome":
+        reconnectDelay = 1000;
+        startMembership(msg);
+        return;
+      case "assign":
+        void worker.assign(msg);
+        ui.setShards(msg.shards.length, msg.shards.reduce((s, x) => s + x.bytes, 0));
+        return;
+      case "view": {
+        const m = member;
+        if (!m) return;
+        applyView(m, msg);
+        if (!m.started) {
+          m.started = true;
+          ui.setState("training");
+          void worker.start(coordinator, m.welcome, msg, slowdown, proxied);
+        } else {
+          void worker.setView(msg);
         }
         return;
       }
-      case "assign":
-        void worker.assign(m);
-        ui.setShards(m.shards.length, m.shards.reduce((s, x) => s + x.bytes, 0));
-        return;
-      case "view":
-        applyView(m);
-        if (!started && welcome) {
-          started = true;
-          ui.setState("training");
-          void worker.start(coordinator, welcome, m, slowdown, Comlink.proxy(callbacks));
-        } else {
-          void worker.setView(m);
-        }
-        return;
       case "finish":
-        ui.setState(`finishing: ${m.reason}`);
+        ui.setState(`finishing: ${msg.reason}`);
         void worker.finish();
         return;
       case "drain":
-        void worker.drain(m.target);
+        void worker.drain(msg.target);
         return;
       case "ack":
-        ui.setGridClock(m.min, m.max, m.active);
+        ui.setGridClock(msg.min, msg.max, msg.active);
+        void worker.setStable(msg.stable);
         return;
+      case "dropped": {
+        leaveMembership();
+        log(`dropped from the view (${msg.reason}): ${msg.detail}`);
+        if (msg.reason === "paused") {
+          ui.setState("paused by you; the others go on without this page");
+          return;
+        }
+        if (msg.rejoinAfterMs === null) {
+          ui.setState(`dropped: ${msg.detail}`);
+          return;
+        }
+        ui.setState(`dropped (${msg.detail}); joining again in ${Math.round(msg.rejoinAfterMs / 1000)} s`);
+        if (rejoinTimer) clearTimeout(rejoinTimer);
+        rejoinTimer = setTimeout(join, msg.rejoinAfterMs);
+        return;
+      }
       case "error":
-        log(`coordinator: ${m.code}: ${m.message}`);
-        if (m.code === "job-over") ui.setState(`not joined: ${m.message}`);
-        if (m.code === "dropped") {
-          stopped = true;
-          void worker.finish();
-          ui.setState(`dropped: ${m.message}`);
+        log(`coordinator: ${msg.code}: ${msg.message}`);
+        if (msg.code === "job-over") {
+          jobOver = true;
+          ui.setState(`not joined: ${msg.message}`);
         }
         return;
     }
-  });
+  };
+
+  const connect = (): void => {
+    const sock = new WebSocket(coordinator.replace(/^http/, "ws") + "/ws");
+    sock.binaryType = "arraybuffer";
+    ws = sock;
+    sock.addEventListener("open", join);
+    sock.addEventListener("message", (ev: MessageEvent) => {
+      if (typeof ev.data === "string") onServerMessage(ev.data);
+    });
+    sock.addEventListener("close", () => {
+      if (ws !== sock) return;
+      leaveMembership();
+      if (stopped || jobOver) return;
+      ui.setState(`lost the coordinator; reconnecting in ${Math.round(reconnectDelay / 1000)} s`);
+      setTimeout(connect, reconnectDelay);
+      reconnectDelay = Math.min(15_000, reconnectDelay * 2);
+    });
+  };
+  connect();
+  setInterval(() => send({ type: "heartbeat" }), 1000);
 
   ui.onPause(() => {
     paused = !paused;
     void worker.setPaused(paused);
-    send({ type: "paused", paused });
     ui.setPaused(paused);
+    if (paused) {
+      // The coordinator takes a paused page out of the view, so nobody waits for it.
+      send({ type: "paused", paused: true });
+    } else if (member) {
+      send({ type: "paused", paused: false });
+    } else {
+      join();
+    }
   });
   ui.onStop(() => {
     stopped = true;
     send({ type: "leave" });
-    void worker.finish();
-    transport?.destroy();
-    ws.close();
-    clearInterval(heartbeat);
+    leaveMembership();
+    ws?.close();
     ui.setState("stopped: this page no longer uses your machine");
     ui.setPaused(true);
   });
-  void view;
 }
 
 main().catch((e: unknown) => {

@@ -9,6 +9,12 @@ import type { Consistency, Digest, ViewMember } from "../coordinator/protocol.ts
 
 export type ReceiveResult = "applied" | "duplicate" | "cut" | "bad-length";
 
+export interface RetainedUpdate {
+  readonly author: string;
+  readonly clock: number;
+  readonly update: Float32Array;
+}
+
 export interface ReplicaView {
   readonly active: readonly ViewMember[];
   readonly cuts: readonly { id: string; clock: number }[];
@@ -17,8 +23,15 @@ export interface ReplicaView {
 
 /** Number of extra clocks kept beyond the staleness window (design: s + 2). */
 const RETAIN_SLACK = 2;
-/** Retain at least this many clocks per sender (covers joins and cuts). */
+/** Clocks kept below the stable point (slack for reports in flight). */
 const RETAIN_MIN = 8;
+/**
+ * Hard cap on retained updates per sender (memory): beyond it the oldest go
+ * even above the stable point. Only a replica lagging by more than this many
+ * clocks of one sender (possible under ASP) can then miss an update; it is
+ * handled by lowering that sender's cut, or by a fresh snapshot.
+ */
+const RETAIN_CAP = 256;
 
 export class Replica {
   readonly params: Float32Array;
@@ -27,6 +40,7 @@ export class Replica {
   private readonly retained = new Map<string, Map<number, Float32Array>>();
   private readonly cutAt = new Map<string, number>();
   private view: ReplicaView;
+  private stable = 0;
   /** Updates applied, counted once each (duplicates are not counted). */
   appliedCount = 0;
 
@@ -63,10 +77,14 @@ export class Replica {
     return out;
   }
 
-  /** The smallest V[j] over the active workers. */
+  /**
+   * The smallest V[j] over the active workers and the cut ones (capped at
+   * their cut): this replica holds u(j, 1..minActive) of every j that counts.
+   */
   minActive(): number {
     let min = Infinity;
     for (const m of this.view.active) min = Math.min(min, this.vector(m.id));
+    for (const c of this.view.cuts) min = Math.min(min, Math.min(this.vector(c.id), c.clock) + (this.vector(c.id) >= c.clock ? Infinity : 0));
     return Number.isFinite(min) ? min : 0;
   }
 
@@ -117,16 +135,23 @@ export class Replica {
     return "applied";
   }
 
-  private retainWindow(): number {
-    const s = stalenessBound(this.view.consistency);
-    return Math.max(RETAIN_MIN, (Number.isFinite(s) ? s : RETAIN_MIN) + RETAIN_SLACK);
-  }
-
   private prune(sender: string): void {
     const r = this.retained.get(sender);
-    if (!r) return;
-    const keepFrom = this.vector(sender) - this.retainWindow() * 2;
-    for (const c of r.keys()) if (c < keepFrom) r.delete(c);
+    if (!r || r.size <= RETAIN_CAP) return;
+    const clocks = [...r.keys()].sort((a, b) => a - b);
+    for (const c of clocks.slice(0, r.size - RETAIN_CAP)) r.delete(c);
+  }
+
+  /**
+   * The stable point: every replica has applied u(j, 1..stable) for every j
+   * (the coordinator takes the minimum of the workers' reported `minApplied`).
+   * Updates at or below it are never needed again, apart from a little slack.
+   */
+  setStable(stable: number): void {
+    if (stable <= this.stable) return;
+    this.stable = stable;
+    const below = stable - RETAIN_MIN;
+    for (const r of this.retained.values()) for (const c of r.keys()) if (c <= below) r.delete(c);
   }
 
   /** Retained updates of `sender` with clock > `after`, ascending (for re-sending). */
@@ -174,6 +199,42 @@ export class Replica {
     return { missing, unrevertable };
   }
 
+  /**
+   * A consistent snapshot for a joiner: the parameters holding exactly the
+   * updates the vector clock names. Updates applied out of order above a
+   * prefix are subtracted (they are always retained: they are recent), so the
+   * joiner can receive them again without counting them twice.
+   */
+  snapshot(): { params: Float32Array; vector: Record<string, number>; retained: RetainedUpdate[] } {
+    const params = Float32Array.from(this.params);
+    const retained: RetainedUpdate[] = [];
+    for (const [id, a] of this.applied) {
+      const r = this.retained.get(id);
+      for (const c of a.appliedAbove(a.prefix)) {
+        const u = r?.get(c);
+        if (!u) throw new Error(`snapshot: u(${id},${c}) applied out of order but not retained`);
+        for (let i = 0; i < params.length; i++) params[i] = (params[i] as number) - (u[i] as number);
+      }
+      for (const [c, u] of r ?? []) if (c <= a.prefix) retained.push({ author: id, clock: c, update: u });
+    }
+    return { params, vector: this.vectorClock(), retained };
+  }
+
+  /**
+   * Keep a copy of u(author, clock) that the loaded snapshot already counts,
+   * so this replica can re-send it and revert it after a cut like any other.
+   */
+  importRetained(author: string, clock: number, update: Float32Array): boolean {
+    if (update.length !== this.params.length || !this.clocksOf(author).has(clock)) return false;
+    let r = this.retained.get(author);
+    if (!r) {
+      r = new Map();
+      this.retained.set(author, r);
+    }
+    if (!r.has(clock)) r.set(clock, update);
+    return true;
+  }
+
   /** Replace the replica with a peer's snapshot (a joiner's first step). */
   loadSnapshot(params: Float32Array, vector: Record<string, number>): void {
     if (params.length !== this.params.length) throw new Error("snapshot of the wrong size");
@@ -186,8 +247,15 @@ export class Replica {
 
   /** Has the vector clock reached `target` (every entry ≥)? */
   reached(target: Record<string, number>): boolean {
-    for (const [id, c] of Object.entries(target)) if (this.vector(id) < c) return false;
+    for (const [id, c] of Object.entries(target)) if (this.vector(id) < Math.min(c, this.cutAt.get(id) ?? c)) return false;
     return true;
+  }
+
+  /** Cut workers whose updates up to the cut this replica still lacks: [id, first missing clock]. */
+  lacking(): [string, number][] {
+    const out: [string, number][] = [];
+    for (const [id, k] of this.cutAt) if (this.vector(id) < k) out.push([id, this.vector(id) + 1]);
+    return out;
   }
 
   digest(): Digest {

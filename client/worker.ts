@@ -26,6 +26,10 @@ export interface WorkerReport {
   readonly waitingOn: string[];
   readonly state: "loading" | "training" | "waiting" | "paused" | "finished" | "drained";
   readonly stalenessHist: number[];
+  /** Time blocked by the SSP gate in this membership, ms. */
+  readonly waitMs: number;
+  /** Shards fully processed since the last report. */
+  readonly shardsDone: number[];
 }
 
 export interface WorkerCallbacks {
@@ -36,6 +40,8 @@ export interface WorkerCallbacks {
   digest(d: Digest, vector: Record<string, number>): void;
   /** The replica lacks these updates of `id` (after a cut or a join): ask peers. */
   missing(id: string, fromClock: number): void;
+  /** No peer sent u(id, clock) (at or below id's cut) for a while: tell the coordinator. */
+  unavailable(id: string, clock: number): void;
   log(line: string): void;
 }
 
@@ -76,8 +82,14 @@ class TrainingWorker {
   private baseStepMs = 0;
   private slowdown = 1;
   private lastReport = 0;
-  private running = false;
+  /** Incremented by every start() and stop(): a loop of an older generation exits. */
+  private generation = 0;
   private throttle = 1;
+  private lackSince = 0;
+  private lackAsked = 0;
+  private lackKey = "";
+  /** Time blocked by the SSP gate in this membership, ms. */
+  private waitMs = 0;
   /** Staleness of applied peer updates since the last report. */
   private stalenessHist: number[] = new Array<number>(STALENESS_BUCKETS).fill(0);
   private pendingAssign: AssignMessage | null = null;
@@ -91,15 +103,26 @@ class TrainingWorker {
     return { backend: backend.backend, kernel: backend.kernel, adapter: backend.adapter, fallbackReason };
   }
 
+  /**
+   * Begin a membership (a welcome and its first view). Any earlier membership's
+   * loop stops; shards already loaded are kept.
+   */
   start(base: string, welcome: WelcomeMessage, view: ViewMessage, slowdown: number, cb: WorkerCallbacks): void {
     const job = JOBS[welcome.job.name];
     if (!job) throw new Error(`unknown job ${welcome.job.name}`);
+    const gen = ++this.generation;
     this.job = job;
     this.base = base;
     this.welcome = welcome;
     this.cb = cb;
     this.slowdown = Math.max(1, slowdown);
+    this.finishing = false;
+    this.drainTarget = null;
+    this.examples = 0;
+    this.waitMs = 0;
+    this.stalenessHist = new Array<number>(STALENESS_BUCKETS).fill(0);
     this.sampler = new BatchSampler(welcome.job.seed * 7919 + Number(welcome.workerId.slice(1)));
+    this.resample();
     this.replica = new Replica(welcome.workerId, job.init(welcome.job.seed), view);
     this.ready = !welcome.needsSnapshot;
     this.setView(view);
@@ -108,10 +131,15 @@ class TrainingWorker {
       this.pendingAssign = null;
       this.assign(a);
     }
-    if (!this.running) {
-      this.running = true;
-      void this.loop().catch((e: unknown) => cb.log(`training stopped: ${e instanceof Error ? e.message : String(e)}`));
-    }
+    void this.loop(gen).catch((e: unknown) => cb.log(`training stopped: ${e instanceof Error ? e.message : String(e)}`));
+  }
+
+  /** End the membership at once (dropped, or the volunteer stopped): the loop exits. */
+  stop(): void {
+    this.generation++;
+    this.replica = null;
+    this.welcome = null;
+    this.poke();
   }
 
   private poke(): void {
@@ -183,11 +211,18 @@ class TrainingWorker {
     return r;
   }
 
-  /** The replica and its vector clock, for a joining peer. */
-  snapshot(): { params: ArrayBuffer; vector: Record<string, number> } | null {
+  /** A consistent snapshot for a joining peer: parameters, vector clock, retained updates it counts. */
+  snapshot(): { params: ArrayBuffer; vector: Record<string, number>; retained: { author: string; clock: number; buffer: ArrayBuffer }[] } | null {
     if (!this.replica || !this.ready) return null;
-    const params = this.replica.params.slice().buffer;
-    return Comlink.transfer({ params, vector: this.replica.vectorClock() }, [params]);
+    const snap = this.replica.snapshot();
+    const params = snap.params.buffer as ArrayBuffer;
+    const retained = snap.retained.map((u) => ({ author: u.author, clock: u.clock, buffer: u.update.slice().buffer }));
+    return Comlink.transfer({ params, vector: snap.vector, retained }, [params, ...retained.map((u) => u.buffer)]);
+  }
+
+  /** Keep u(author, clock) that the loaded snapshot counts (see Replica.importRetained). */
+  importRetained(author: string, clock: number, buffer: ArrayBuffer): boolean {
+    return this.replica?.importRetained(author, clock, new Float32Array(buffer)) ?? false;
   }
 
   loadSnapshot(params: ArrayBuffer, vector: Record<string, number>): void {
@@ -209,6 +244,37 @@ class TrainingWorker {
       .filter((u) => u.clock <= upTo)
       .map((u) => ({ clock: u.clock, buffer: u.update.slice().buffer }));
     return Comlink.transfer(out, out.map((o) => o.buffer));
+  }
+
+  /** The coordinator's stable point (see Replica.setStable). */
+  setStable(stable: number): void {
+    this.replica?.setStable(stable);
+  }
+
+  /**
+   * Updates of cut workers this replica lacks: ask peers again every 1.5 s;
+   * after 5 s without them, report them unavailable so the cut is lowered.
+   */
+  private chaseLacking(r: Replica, cb: WorkerCallbacks): void {
+    const lack = r.lacking();
+    const now = performance.now();
+    if (lack.length === 0) {
+      this.lackSince = 0;
+      return;
+    }
+    const key = lack.map(([id, c]) => `${id}:${c}`).join(",");
+    if (this.lackSince === 0 || key !== this.lackKey) {
+      this.lackSince = now;
+      this.lackAsked = now;
+      this.lackKey = key;
+      for (const [id, c] of lack) cb.missing(id, c - 1);
+    } else if (now - this.lackSince > 5000) {
+      for (const [id, c] of lack) cb.unavailable(id, c);
+      this.lackSince = now;
+    } else if (now - this.lackAsked > 1500) {
+      this.lackAsked = now;
+      for (const [id, c] of lack) cb.missing(id, c - 1);
+    }
   }
 
   /** V[id] of this replica (0 before it is ready). */
@@ -256,21 +322,25 @@ class TrainingWorker {
       waitingOn,
       state,
       stalenessHist: this.stalenessHist,
+      waitMs: this.waitMs,
+      shardsDone: this.sampler.takeCompleted(),
     });
     this.stalenessHist = new Array<number>(STALENESS_BUCKETS).fill(0);
   }
 
-  private async loop(): Promise<void> {
+  private async loop(gen: number): Promise<void> {
     const job = this.job;
     const welcome = this.welcome;
     const backend = this.backend;
     const cb = this.cb;
     if (!job || !welcome || !backend || !cb) return;
+    const live = (): boolean => this.generation === gen;
     const maxClock = welcome.job.maxClock;
     let waitSince = 0;
-    for (;;) {
+    while (live()) {
       const r = this.replica;
       if (!r) return;
+      if (this.ready) this.chaseLacking(r, cb);
       if (this.finishing || (maxClock > 0 && r.clock >= maxClock) || this.viewState === "done") break;
       if (!this.ready) {
         this.report("loading");
@@ -283,16 +353,18 @@ class TrainingWorker {
         continue;
       }
       if (!r.canStep()) {
+        const t0 = performance.now();
         const waitingOn = r.blockers();
         this.report("waiting", waitingOn);
         // Anti-entropy: an update lost on the way (or sent before a link was
         // open) is asked for again, from every peer that may retain it.
-        if (waitSince === 0) waitSince = performance.now();
-        else if (performance.now() - waitSince > 1500) {
-          waitSince = performance.now();
+        if (waitSince === 0) waitSince = t0;
+        else if (t0 - waitSince > 1500) {
+          waitSince = t0;
           for (const id of waitingOn) cb.missing(id, r.vector(id));
         }
         await this.waitForChange(200);
+        this.waitMs += performance.now() - t0;
         continue;
       }
       waitSince = 0;
@@ -304,28 +376,32 @@ class TrainingWorker {
       }
       const t0 = performance.now();
       const { update, loss } = await job.step(backend, r.params, batch, welcome.job.learningRate);
-      const stepMs = performance.now() - t0;
+      const computeMs = performance.now() - t0;
+      if (!live()) return;
       if (!Number.isFinite(loss) || !update.every(Number.isFinite)) {
         cb.log("the step produced non-finite numbers; skipping it");
         continue;
       }
-      if (this.baseStepMs === 0) this.baseStepMs = stepMs;
+      if (this.baseStepMs === 0) this.baseStepMs = computeMs;
       const clock = r.applyOwn(update);
       this.examples += batch.size;
       this.lastLoss = loss;
-      this.lastStepMs = stepMs;
       const copy = update.slice().buffer;
       cb.update(clock, Comlink.transfer(copy, [copy]));
       if (this.evaluator === welcome.workerId && clock % welcome.job.evalEvery === 0) {
         const p = r.params.slice().buffer;
         cb.model(clock, Comlink.transfer(p, [p]));
       }
-      this.report("training", [], maxClock > 0 && clock >= maxClock);
       // ?slowdown=F: a fixed extra delay per step, (F - 1) × the step time measured at join.
       let idle = this.slowdown > 1 ? (this.slowdown - 1) * this.baseStepMs : 0;
-      if (this.throttle < 1) idle += (stepMs + idle) * (1 / this.throttle - 1);
+      if (this.throttle < 1) idle += (computeMs + idle) * (1 / this.throttle - 1);
       if (idle > 0) await sleep(idle);
+      // The step time the coordinator compares across workers: what this
+      // worker needs per step, gate waiting excluded.
+      this.lastStepMs = performance.now() - t0;
+      this.report("training", [], maxClock > 0 && clock >= maxClock);
     }
+    if (!live()) return;
     const r = this.replica;
     if (!r) return;
     this.report("finished", [], true);
@@ -333,8 +409,10 @@ class TrainingWorker {
     // Drain: wait until every worker's final updates are applied here.
     let lastAsk = performance.now();
     for (;;) {
+      if (!live()) return;
       const target = this.drainTarget;
       if (target && r.reached(target)) break;
+      this.chaseLacking(r, cb);
       if (target && performance.now() - lastAsk > 2000) {
         lastAsk = performance.now();
         for (const [id, c] of Object.entries(target)) if (r.vector(id) < c) cb.missing(id, r.vector(id));

@@ -13,13 +13,15 @@ import {
   decodeModelUpload,
   type ClientMessage,
   type Consistency,
+  type DropReason,
   type Digest,
   type JoinMessage,
   type ServerMessage,
   type ViewMember,
 } from "./protocol.ts";
-import { clockRange, compareWorkerIds, stalenessBound } from "./ssp.ts";
-import { assess, DEFAULT_POLICY, type StragglerPolicy } from "./stragglers.ts";
+import { clockRange, compareWorkerIds, lowerCut, stalenessBound } from "./ssp.ts";
+import { assess, chooseDrops, DEFAULT_DROP, DEFAULT_POLICY, rejoinDelayMs, type DropPolicy, type StragglerPolicy } from "./stragglers.ts";
+import { DEFAULT_AUTO, initialAutoState, stepAuto, type AutoPolicy, type AutoState } from "./auto.ts";
 import type { JobStore } from "./state.ts";
 
 export type WorkerState = "active" | "straggler" | "dropped" | "left";
@@ -40,6 +42,10 @@ export interface JobOptions {
   readonly learningRate: number;
   readonly store: JobStore | null;
   readonly policy?: StragglerPolicy;
+  /** Straggler drops (default on; `dropStragglers: false` only marks them). */
+  readonly dropStragglers?: boolean;
+  readonly dropPolicy?: DropPolicy;
+  readonly autoPolicy?: AutoPolicy;
   readonly now?: () => number;
   readonly log?: (line: string) => void;
 }
@@ -74,6 +80,21 @@ interface WorkerRecord {
   finalClock: number | null;
   digest: Digest | null;
   stalenessHist: number[];
+  waitMs: number;
+  /** Smallest V[j] its replica reported (see Replica.minActive). */
+  minApplied: number;
+  /** The first worker id of this volunteer's lineage (same credential chain). */
+  readonly lineage: string;
+  dropReason: string | null;
+}
+
+/** What the coordinator remembers of a volunteer across memberships. */
+interface Lineage {
+  readonly first: string;
+  drops: number;
+  /** The credential its latest membership holds. */
+  credential: string;
+  live: string | null;
 }
 
 export interface JobEvent {
@@ -104,6 +125,11 @@ export class JobRun {
   private readonly now: () => number;
   private readonly workers = new Map<string, WorkerRecord>();
   private nextWorker = 1;
+  private readonly lineages = new Map<string, Lineage>();
+  private auto: AutoState | null = null;
+  /** Epoch coverage: shards whose every example was processed, per epoch. */
+  private readonly coverage: Set<number>[] = [new Set()];
+  private readonly epochsDone: { epoch: number; t: number }[] = [];
   private readonly session = randomBytes(4).toString("hex");
   private epoch = 0;
   private cuts: { id: string; clock: number }[] = [];
@@ -123,6 +149,7 @@ export class JobRun {
     this.now = opts.now ?? Date.now;
     this.consistency = opts.consistency;
     this.state = opts.minWorkers > 1 ? "waiting" : "running";
+    if (opts.consistency.mode === "auto") this.auto = initialAutoState(opts.consistency.staleness, this.now());
   }
 
   private log(line: string): void {
@@ -185,10 +212,19 @@ export class JobRun {
     if (this.state === "done" || this.state === "failed" || this.finishing) {
       return { ok: false, reason: `job is ${this.finishing ? "finishing" : this.state}` };
     }
+    let lineage: Lineage | undefined;
+    if (msg.rejoin !== undefined) {
+      lineage = this.lineages.get(msg.rejoin);
+      if (!lineage) return { ok: false, reason: "unknown credential" };
+      if (lineage.live !== null) return { ok: false, reason: `credential in use by ${lineage.live}` };
+      this.lineages.delete(msg.rejoin);
+    }
     const act = this.active();
     const running = act.some((w) => w.clock > 0);
     const startClock = running ? clockRange(act.map((w) => w.clock)).min : 0;
     const id = `w${this.nextWorker++}`;
+    const rejoined = lineage !== undefined;
+    lineage ??= { first: id, drops: 0, credential: "", live: null };
     const now = this.now();
     const w: WorkerRecord = {
       id,
@@ -220,8 +256,15 @@ export class JobRun {
       finalClock: null,
       digest: null,
       stalenessHist: [],
+      waitMs: 0,
+      minApplied: 0,
+      lineage: lineage.first,
+      dropReason: null,
     };
+    lineage.live = id;
+    lineage.credential = w.credential;
     this.workers.set(id, w);
+    this.lineages.set(w.credential, lineage);
     send({
       type: "welcome",
       workerId: id,
@@ -240,7 +283,8 @@ export class JobRun {
       startClock,
       needsSnapshot: running,
     });
-    this.event("joined", id, w.name || undefined);
+    if (rejoined) this.event("rejoined", id, `again (first joined as ${lineage.first})`);
+    else this.event("joined", id, w.name || undefined);
     if (this.state === "waiting" && this.active().length >= this.opts.minWorkers) {
       this.state = "running";
       this.event("started");
@@ -248,6 +292,12 @@ export class JobRun {
     this.reassignShards();
     this.broadcastView();
     return { ok: true, id };
+  }
+
+  /** Is this worker in the view (active or straggler)? */
+  isLive(id: string): boolean {
+    const w = this.workers.get(id);
+    return w !== undefined && (w.state === "active" || w.state === "straggler");
   }
 
   /** A training shard by index. */
@@ -272,8 +322,8 @@ export class JobRun {
       case "join":
         return;
       case "paused":
-        w.paused = msg.paused;
-        this.event(msg.paused ? "worker-paused" : "worker-resumed", id);
+        // Nobody waits for a paused page: it leaves the view and joins again on resume.
+        if (msg.paused) this.drop(id, "paused", "paused by its volunteer", null);
         return;
       case "clock": {
         if (msg.clock < w.clock || msg.clock > w.clock + 10_000) return;
@@ -293,12 +343,15 @@ export class JobRun {
         w.bytesOut = msg.bytesOut;
         w.peers = msg.peers;
         w.loss = msg.loss;
+        if (msg.waitMs !== undefined) w.waitMs = msg.waitMs;
+        if (msg.shardsDone) for (const sh of msg.shardsDone) this.cover(sh);
         if (msg.stalenessHist) {
           msg.stalenessHist.forEach((n, k) => (w.stalenessHist[k] = (w.stalenessHist[k] ?? 0) + n));
         }
         this.recordLoss();
         const range = this.clockRangeCached();
-        w.send({ type: "ack", ...(msg.seq !== undefined ? { seq: msg.seq } : {}), min: range.min, max: range.max, active: range.active });
+        w.minApplied = msg.minApplied;
+        w.send({ type: "ack", ...(msg.seq !== undefined ? { seq: msg.seq } : {}), min: range.min, max: range.max, active: range.active, stable: range.stable });
         if (this.opts.maxClock > 0 && w.clock >= this.opts.maxClock && !this.finishing) {
           this.finish(`max clock ${this.opts.maxClock} reached`);
         }
@@ -319,6 +372,14 @@ export class JobRun {
       case "leave":
         this.remove(id, "left", "left the job");
         return;
+      case "missing": {
+        const cut = this.cuts.find((c) => c.id === msg.id);
+        if (!cut || msg.clock > cut.clock) return;
+        this.cuts = lowerCut(this.cuts, msg.id, msg.clock - 1);
+        this.event("cut-lowered", msg.id, `u(${msg.id},${msg.clock}) is held by no replica ${id} could reach; cut now ${msg.clock - 1}`);
+        this.broadcastView();
+        return;
+      }
     }
   }
 
@@ -329,15 +390,16 @@ export class JobRun {
     return n;
   }
 
-  private rangeCache: { at: number; min: number; max: number; active: number } | null = null;
+  private rangeCache: { at: number; min: number; max: number; active: number; stable: number } | null = null;
 
-  /** Active clock range, recomputed at most every 50 ms (cheap with thousands of workers). */
-  private clockRangeCached(): { min: number; max: number; active: number } {
+  /** Active clock range and stable point, recomputed at most every 50 ms (cheap with thousands of workers). */
+  private clockRangeCached(): { min: number; max: number; active: number; stable: number } {
     const now = this.now();
     if (this.rangeCache && now - this.rangeCache.at < 50) return this.rangeCache;
     const act = this.active();
     const r = clockRange(act.map((w) => w.clock));
-    this.rangeCache = { at: now, min: r.min, max: r.max, active: act.length };
+    const stable = act.length === 0 ? 0 : Math.min(...act.map((w) => w.minApplied));
+    this.rangeCache = { at: now, min: r.min, max: r.max, active: act.length, stable };
     return this.rangeCache;
   }
 
@@ -390,6 +452,7 @@ export class JobRun {
     if (act.some((w) => w.finalClock === null)) return;
     f.drainSent = true;
     const target: Record<string, number> = {};
+    for (const c of this.cuts) target[c.id] = c.clock;
     for (const w of act) target[w.id] = w.finalClock ?? w.clock;
     for (const w of act) w.send({ type: "drain", target });
     this.maybeDone();
@@ -428,6 +491,7 @@ export class JobRun {
     const w = this.workers.get(id);
     if (!w || w.state === "left" || w.state === "dropped") return;
     w.state = state;
+    for (const l of this.lineages.values()) if (l.live === id) l.live = null;
     this.cuts = [...this.cuts.filter((c) => c.id !== id), { id, clock: w.clock }];
     this.event(state, id, why);
     this.reassignShards();
@@ -460,6 +524,33 @@ export class JobRun {
         this.event(next === "straggler" ? "straggler" : "recovered", w.id, v.reason || undefined);
       }
     }
+    if (this.state === "running" && !this.finishing) {
+      if (this.opts.dropStragglers !== false) {
+        const stepMs = new Map(act.map((w) => [w.id, w.stepMs]));
+        const live = this.active();
+        for (const id of chooseDrops(verdicts, stepMs, live.length, this.consistency.mode === "asp", this.opts.dropPolicy)) {
+          const lineage = [...this.lineages.values()].find((l) => l.live === id);
+          const drops = lineage ? ++lineage.drops : 1;
+          const v = verdicts.find((x) => x.id === id);
+          this.drop(id, "straggler", v?.reason ?? "too slow", rejoinDelayMs(drops, this.opts.dropPolicy ?? DEFAULT_DROP));
+        }
+      }
+      if (this.auto && this.consistency.mode === "auto") {
+        const next = stepAuto(
+          this.auto,
+          this.active().map((w) => ({ id: w.id, waitMs: w.waitMs, stepsPerSec: w.stepsPerSec })),
+          now,
+          this.opts.autoPolicy ?? DEFAULT_AUTO,
+        );
+        const changed = next.staleness !== this.auto.staleness;
+        this.auto = next;
+        if (changed) {
+          this.consistency = { mode: "auto", staleness: next.staleness };
+          this.event("consistency", undefined, `auto: s=${next.staleness} (fast workers waited ${Math.round((next.lastWaitShare ?? 0) * 100)}% of the time)`);
+          this.broadcastView();
+        }
+      }
+    }
     const f = this.finishing;
     if (f && this.state !== "done" && now - f.since > DRAIN_TIMEOUT_MS) {
       this.event("drain-timeout", undefined, "some workers did not report a digest in time");
@@ -481,17 +572,41 @@ export class JobRun {
     this.broadcastView();
   }
 
-  /** The organizer drops a worker: it leaves the view with a cut at its clock. */
-  drop(id: string): boolean {
+  /**
+   * Take a worker out of the view with a cut at its clock and tell it why and
+   * when it may join again (null: only on its own initiative, e.g. resume).
+   */
+  drop(id: string, reason: DropReason, detail: string, rejoinAfterMs: number | null): boolean {
     const w = this.workers.get(id);
     if (!w || (w.state !== "active" && w.state !== "straggler")) return false;
-    w.send({ type: "error", code: "dropped", message: "dropped by the organizer" });
-    this.remove(id, "dropped", "dropped by the organizer");
+    w.dropReason = `${reason}: ${detail}`;
+    w.send({ type: "dropped", reason, detail: detail.slice(0, 200), rejoinAfterMs });
+    this.remove(id, "dropped", `${reason}: ${detail}`);
     return true;
+  }
+
+  /** Record that every example of `shard` was processed once more. */
+  private cover(shard: number): void {
+    if (!this.opts.data.shards[shard]) return;
+    let e = this.coverage.findIndex((set) => !set.has(shard));
+    if (e < 0) {
+      this.coverage.push(new Set());
+      e = this.coverage.length - 1;
+    }
+    (this.coverage[e] as Set<number>).add(shard);
+    const total = this.opts.data.shards.length;
+    while (this.coverage.length > 0 && (this.coverage[0] as Set<number>).size >= total) {
+      this.coverage.shift();
+      const epoch = this.epochsDone.length + 1;
+      this.epochsDone.push({ epoch, t: this.now() });
+      this.event("epoch", undefined, `epoch ${epoch}: every training example processed`);
+      if (this.coverage.length === 0) this.coverage.push(new Set());
+    }
   }
 
   setConsistency(c: Consistency): void {
     this.consistency = c;
+    this.auto = c.mode === "auto" ? initialAutoState(c.staleness, this.now()) : null;
     this.event("consistency", undefined, `${c.mode}${c.mode === "ssp" ? ` s=${c.staleness}` : ""}`);
     this.broadcastView();
   }
@@ -502,7 +617,17 @@ export class JobRun {
     const range = clockRange(act.map((w) => w.clock));
     return {
       job: { name: this.job.name, parameters: this.job.parameters, state: this.state },
-      consistency: { mode: this.consistency.mode, staleness: this.consistency.staleness },
+      consistency: {
+        mode: this.consistency.mode,
+        staleness: this.consistency.staleness,
+        ...(this.auto ? { auto: { waitShare: this.auto.lastWaitShare, target: (this.opts.autoPolicy ?? DEFAULT_AUTO).targetWaitShare } } : {}),
+      },
+      coverage: {
+        epoch: this.epochsDone.length + 1,
+        shards: this.opts.data.shards.length,
+        covered: this.coverage[0]?.size ?? 0,
+        epochsDone: this.epochsDone,
+      },
       view: { epoch: this.epoch, active: act.map((w) => w.id) },
       clock: range,
       examples: this.examplesProcessed(),
@@ -529,6 +654,11 @@ export class JobRun {
           shards: w.shards.length,
           digest: w.digest,
           stalenessHist: w.stalenessHist,
+          waitMs: Math.round(w.waitMs),
+          stepMs: Math.round(w.stepMs * 10) / 10,
+          startClock: w.startClock,
+          lineage: w.lineage,
+          dropReason: w.dropReason,
         })),
       metrics: {
         trainLoss: this.trainLoss,

@@ -15,7 +15,11 @@ import { z } from "zod";
 /** Largest control message we accept, in bytes (JSON text). */
 export const MAX_CONTROL_MESSAGE_BYTES = 64 * 1024;
 
-export const CONSISTENCY_MODES = ["ssp", "bsp", "asp"] as const;
+/**
+ * `auto` is SSP whose staleness the coordinator adjusts from the workers'
+ * measured waiting; workers treat it exactly like `ssp` with the view's `s`.
+ */
+export const CONSISTENCY_MODES = ["ssp", "bsp", "asp", "auto"] as const;
 export type ConsistencyMode = (typeof CONSISTENCY_MODES)[number];
 
 const finite = z.number().finite();
@@ -46,6 +50,8 @@ export const joinSchema = z.object({
   backend: z.enum(["webgpu", "cpu"]),
   kernel: shortText,
   adapter: shortText,
+  /** The credential of this page's earlier membership (rejoining after a drop or a reload). */
+  rejoin: z.string().regex(/^[0-9a-f]{32}$/).optional(),
 });
 
 export const clockReportSchema = z.object({
@@ -67,6 +73,10 @@ export const clockReportSchema = z.object({
    * replica's own clock (the last entry gathers k and more).
    */
   stalenessHist: z.array(nonNegInt).max(STALENESS_BUCKETS).optional(),
+  /** Time spent blocked by the SSP gate since joining, ms. */
+  waitMs: finite.min(0).optional(),
+  /** Shards whose every example this worker processed since its last report. */
+  shardsDone: z.array(nonNegInt).max(10_000).optional(),
   /** Sequence number echoed in the `ack` (latency measurements). */
   seq: nonNegInt.optional(),
 });
@@ -84,6 +94,12 @@ export const digestReportSchema = z.object({
 });
 
 export const leaveSchema = z.object({ type: z.literal("leave") });
+
+/**
+ * The replica still lacks u(id, clock), at or below id's cut, and no peer sent
+ * it: the coordinator lowers the cut below it so every replica can agree.
+ */
+export const missingSchema = z.object({ type: z.literal("missing"), id: workerId, clock: nonNegInt.min(1) });
 export const pauseStateSchema = z.object({ type: z.literal("paused"), paused: z.boolean() });
 
 export const clientMessageSchema = z.discriminatedUnion("type", [
@@ -94,6 +110,7 @@ export const clientMessageSchema = z.discriminatedUnion("type", [
   digestReportSchema,
   leaveSchema,
   pauseStateSchema,
+  missingSchema,
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 export type JoinMessage = z.infer<typeof joinSchema>;
@@ -179,8 +196,25 @@ export const ackSchema = z.object({
   min: nonNegInt,
   max: nonNegInt,
   active: nonNegInt,
+  /** The stable point: every active replica reported holding u(j, 1..stable) for all j. */
+  stable: nonNegInt,
 });
 export type AckMessage = z.infer<typeof ackSchema>;
+
+export const DROP_REASONS = ["straggler", "paused", "organizer", "misbehaving"] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+/**
+ * The worker left the view (a cut at its clock). It may join again after
+ * `rejoinAfterMs` (null: not automatically), presenting its credential.
+ */
+export const droppedSchema = z.object({
+  type: z.literal("dropped"),
+  reason: z.enum(DROP_REASONS),
+  detail: shortText,
+  rejoinAfterMs: nonNegInt.nullable(),
+});
+export type DroppedMessage = z.infer<typeof droppedSchema>;
 
 /** Stop stepping and report the last clock (`final`). */
 export const finishSchema = z.object({ type: z.literal("finish"), reason: shortText });
@@ -201,7 +235,6 @@ export const REJECT_CODES = [
   "implausible-clock",
   "job-over",
   "rate-limited",
-  "dropped",
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 
@@ -220,6 +253,7 @@ export const serverMessageSchema = z.discriminatedUnion("type", [
   drainSchema,
   errorSchema,
   ackSchema,
+  droppedSchema,
 ]);
 export type ServerMessage = z.infer<typeof serverMessageSchema>;
 

@@ -15,6 +15,7 @@ import { ExpressPeerServer } from "peer";
 import { z } from "zod";
 import { CONSISTENCY_MODES, MAX_CONTROL_MESSAGE_BYTES, parseClientMessage, type ServerMessage } from "./protocol.ts";
 import type { JobRun } from "./job.ts";
+import { attachStatusStream } from "./push.ts";
 
 export interface ServerOptions {
   readonly host: string;
@@ -121,7 +122,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
     const c = parsed.data;
     if (c.action === "drop") {
-      if (!run.drop(c.worker)) {
+      if (!run.drop(c.worker, "organizer", "dropped by the organizer", null)) {
         res.status(404).json({ error: `no active worker ${c.worker}` });
         return;
       }
@@ -134,6 +135,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
     res.json({ ok: true, state: run.state, consistency: run.consistency });
   });
+  attachStatusStream(app, run);
   app.use("/api", (_req, res) => {
     res.status(404).json({ error: "no such endpoint" });
   });
@@ -206,7 +208,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       const msg = parsed.value;
       if (msg.type === "join") {
-        if (workerId !== null) {
+        if (workerId !== null && run.isLive(workerId)) {
           reject("already-joined", `already joined as ${workerId}`);
           return;
         }

@@ -80,6 +80,7 @@ export function stalenessBound(c: Consistency): number {
     case "bsp":
       return 0;
     case "ssp":
+    case "auto":
       return c.staleness;
     case "asp":
       return Number.POSITIVE_INFINITY;
@@ -134,4 +135,17 @@ export function clockRange(clocks: readonly number[]): ClockRange {
 /** Numeric order of worker ids "w1" < "w2" < "w10". */
 export function compareWorkerIds(a: string, b: string): number {
   return Number(a.slice(1)) - Number(b.slice(1));
+}
+
+/**
+ * Lower the cut of `id` to `clock` (never raise it): used when an update at
+ * or below the cut turns out to be held by no surviving replica, so every
+ * replica can still end with exactly u(id, 1..cut).
+ */
+export function lowerCut(
+  cuts: readonly { id: string; clock: number }[],
+  id: string,
+  clock: number,
+): { id: string; clock: number }[] {
+  return cuts.map((c) => (c.id === id && clock < c.clock ? { id, clock: Math.max(0, clock) } : c));
 }

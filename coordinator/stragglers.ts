@@ -67,3 +67,40 @@ export function assess(
     return { id: w.id, verdict: now - since >= policy.graceMs ? "straggler" : "ok", slowSince: since, reason };
   });
 }
+
+export interface DropPolicy {
+  /** Never drop below this many active workers. */
+  readonly minActive: number;
+  /** Drops per assessment at most. */
+  readonly maxDropsAtOnce: number;
+  /** Back-off before a dropped straggler may join again: base × 2^(drops − 1), capped. */
+  readonly rejoinBaseMs: number;
+  readonly rejoinMaxMs: number;
+}
+
+export const DEFAULT_DROP: DropPolicy = { minActive: 1, maxDropsAtOnce: 1, rejoinBaseMs: 10_000, rejoinMaxMs: 120_000 };
+
+/**
+ * Which stragglers to drop now: the slowest first (largest step time), at
+ * most `maxDropsAtOnce`, never leaving fewer than `minActive` active workers.
+ * In ASP nobody waits for anybody, so nobody is dropped.
+ */
+export function chooseDrops(
+  verdicts: readonly Verdict[],
+  stepMs: ReadonlyMap<string, number>,
+  activeCount: number,
+  asp: boolean,
+  policy: DropPolicy = DEFAULT_DROP,
+): string[] {
+  if (asp) return [];
+  const room = Math.max(0, Math.min(policy.maxDropsAtOnce, activeCount - policy.minActive));
+  return verdicts
+    .filter((v) => v.verdict === "straggler")
+    .sort((a, b) => (stepMs.get(b.id) ?? 0) - (stepMs.get(a.id) ?? 0))
+    .slice(0, room)
+    .map((v) => v.id);
+}
+
+export function rejoinDelayMs(drops: number, policy: DropPolicy = DEFAULT_DROP): number {
+  return Math.min(policy.rejoinMaxMs, policy.rejoinBaseMs * 2 ** Math.max(0, drops - 1));
+}

@@ -69,6 +69,11 @@ export const FrameType = {
   RESEND_REQUEST: 4,
   /** Liveness; empty payload. Peer loss is detected by missing heartbeats. */
   HEARTBEAT: 5,
+  /**
+   * After a SNAPSHOT: an update u(sender, clock) the snapshot already counts,
+   * for the joiner to retain (re-send, revert) but not apply; payload as UPDATE.
+   */
+  RETAINED: 6,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 

@@ -67,13 +67,19 @@ export async function loadShard(base: string, job: string, ref: ShardRef, warn: 
 }
 
 /**
- * Draws minibatches from the shards a worker holds: a seeded shuffle of all
- * their examples per pass, so one pass covers every example once.
+ * Draws minibatches from the shards a worker holds. A pass visits the shards
+ * in a seeded random order and each shard's examples in a seeded random
+ * order, so the worker can say when it has processed every example of a shard
+ * (`takeCompleted`): the coordinator counts epoch coverage from that. When the
+ * assignment changes mid-pass, shards taken away are skipped and new ones are
+ * queued in the current pass.
  */
 export class BatchSampler {
-  private shards: ShardData[] = [];
-  private order: Uint32Array = new Uint32Array(0);
-  private pos = 0;
+  private shards = new Map<number, ShardData>();
+  private queue: number[] = [];
+  private current: { shard: ShardData; order: Uint32Array; pos: number } | null = null;
+  private doneThisPass = new Set<number>();
+  private completed: number[] = [];
   private rng: number;
   passes = 0;
 
@@ -81,22 +87,21 @@ export class BatchSampler {
     this.rng = seed >>> 0 || 1;
   }
 
+  /** Examples in the shards held. */
   get examples(): number {
-    return this.order.length;
+    let n = 0;
+    for (const s of this.shards.values()) n += s.count;
+    return n;
   }
 
   /** Progress through the current pass, 0..1. */
   get progress(): number {
-    return this.order.length === 0 ? 0 : this.pos / this.order.length;
-  }
-
-  setShards(shards: ShardData[]): void {
-    this.shards = shards;
-    let total = 0;
-    for (const s of shards) total += s.count;
-    this.order = new Uint32Array(total);
-    for (let i = 0; i < total; i++) this.order[i] = i;
-    this.shuffle();
+    const total = this.examples;
+    if (total === 0) return 0;
+    let done = 0;
+    for (const id of this.doneThisPass) done += this.shards.get(id)?.count ?? 0;
+    if (this.current) done += this.current.pos;
+    return Math.min(1, done / total);
   }
 
   private next(): number {
@@ -108,42 +113,71 @@ export class BatchSampler {
     return this.rng;
   }
 
-  private shuffle(): void {
-    const o = this.order;
-    for (let i = o.length - 1; i > 0; i--) {
+  private shuffle<T extends { length: number; [i: number]: number }>(a: T): T {
+    for (let i = a.length - 1; i > 0; i--) {
       const j = this.next() % (i + 1);
-      const t = o[i] as number;
-      o[i] = o[j] as number;
-      o[j] = t;
+      const t = a[i] as number;
+      a[i] = a[j] as number;
+      a[j] = t;
     }
-    this.pos = 0;
+    return a;
+  }
+
+  /** The shards this worker holds now (loaded ones; more may follow). */
+  setShards(shards: ShardData[]): void {
+    this.shards = new Map(shards.map((s) => [s.id, s]));
+    this.queue = this.queue.filter((id) => this.shards.has(id));
+    if (this.current && !this.shards.has(this.current.shard.id)) this.current = null;
+    for (const id of this.shards.keys()) {
+      if (!this.queue.includes(id) && !this.doneThisPass.has(id) && this.current?.shard.id !== id) this.queue.push(id);
+    }
+  }
+
+  /** Shards whose every example was drawn since the last call. */
+  takeCompleted(): number[] {
+    const c = this.completed;
+    this.completed = [];
+    return c;
+  }
+
+  private advance(): { shard: ShardData; order: Uint32Array; pos: number } | null {
+    if (this.current && this.current.pos < this.current.order.length) return this.current;
+    if (this.current) {
+      this.doneThisPass.add(this.current.shard.id);
+      this.completed.push(this.current.shard.id);
+      this.current = null;
+    }
+    if (this.queue.length === 0) {
+      if (this.shards.size === 0) return null;
+      this.passes++;
+      this.doneThisPass.clear();
+      this.queue = this.shuffle([...this.shards.keys()]);
+    }
+    const id = this.queue.shift();
+    const shard = id === undefined ? undefined : this.shards.get(id);
+    if (!shard) return null;
+    const order = new Uint32Array(shard.count);
+    for (let i = 0; i < order.length; i++) order[i] = i;
+    this.current = { shard, order: this.shuffle(order), pos: 0 };
+    return this.current;
   }
 
   /** The next minibatch of up to `size` examples, or null when no shard is loaded. */
   nextBatch(size: number, inputDim: number): Batch | null {
-    if (this.order.length === 0) return null;
-    const n = Math.min(size, this.order.length);
-    const x = new Float32Array(n * inputDim);
-    const labels = new Uint32Array(n);
-    for (let b = 0; b < n; b++) {
-      if (this.pos >= this.order.length) {
-        this.passes++;
-        this.shuffle();
-      }
-      let idx = this.order[this.pos++] as number;
-      let shard = this.shards[0] as ShardData;
-      for (const s of this.shards) {
-        if (idx < s.count) {
-          shard = s;
-          break;
-        }
-        idx -= s.count;
-      }
-      labels[b] = shard.labels[idx] as number;
-      const src = shard.pixels.subarray(idx * inputDim, (idx + 1) * inputDim);
+    if (this.shards.size === 0) return null;
+    const x = new Float32Array(size * inputDim);
+    const labels = new Uint32Array(size);
+    for (let b = 0; b < size; b++) {
+      const cur = this.advance();
+      if (!cur) return null;
+      const idx = cur.order[cur.pos++] as number;
+      labels[b] = cur.shard.labels[idx] as number;
+      const src = cur.shard.pixels.subarray(idx * inputDim, (idx + 1) * inputDim);
       const row = b * inputDim;
       for (let i = 0; i < inputDim; i++) x[row + i] = (src[i] as number) / 255;
     }
-    return { x, labels, size: n };
+    // Close the shard now if the batch ended exactly at its last example.
+    if (this.current && this.current.pos >= this.current.order.length) this.advance();
+    return { x, labels, size };
   }
 }

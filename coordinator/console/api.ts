@@ -1,5 +1,6 @@
 /**
- * The console's two calls to the coordinator. Failures come back as data,
+ * The console's request/response calls to the coordinator (the live stream is
+ * in stream.ts). Failures come back as data,
  * never as exceptions, so the page can show them and carry on.
  */
 import { parseStatus, type Status } from "./status.ts";
@@ -12,7 +13,8 @@ export const MODEL_URL = "/api/model";
 const TIMEOUT_MS = 5000;
 
 export type StatusResult =
-  | { kind: "ok"; status: Status }
+  /** `raw`: the JSON as received (kept for the run report). */
+  | { kind: "ok"; status: Status; raw: unknown }
   /** The coordinator did not answer, or answered with an HTTP error. */
   | { kind: "unreachable"; error: string }
   /** It answered, but not with a status this console understands. */
@@ -37,12 +39,13 @@ export async function fetchStatus(): Promise<StatusResult> {
     return { kind: "malformed", error: "the response is not JSON" };
   }
   const parsed = parseStatus(raw);
-  return parsed.ok ? { kind: "ok", status: parsed.status } : { kind: "malformed", error: parsed.error };
+  return parsed.ok ? { kind: "ok", status: parsed.status, raw } : { kind: "malformed", error: parsed.error };
 }
 
 export type ControlCommand =
   | { action: "pause" | "resume" | "stop" }
-  | { action: "set"; consistency: "ssp" | "bsp" | "asp"; staleness: number };
+  | { action: "set"; consistency: "ssp" | "bsp" | "asp"; staleness: number }
+  | { action: "drop"; worker: string };
 
 export type ControlResult =
   | { kind: "ok"; message: string }

@@ -1,18 +1,24 @@
 /**
- * The organizer's console (/console): polls GET /api/status once a second,
- * renders the job, workers, charts and events, and sends pause / resume /
- * stop / set-consistency to POST /api/control with the console token.
+ * The organizer's console (/console): follows the job live over GET
+ * /api/stream (server-sent full status, then deltas; see coordinator/push.ts)
+ * and falls back to polling GET /api/status once a second while the stream is
+ * down. Renders the job, workers, charts and events; keeps a wall-time history
+ * for the charts and the run report; sends pause / resume / stop /
+ * set-consistency / drop to POST /api/control with the console token.
  *
  * Status text (worker names above all) is user-supplied: it only ever reaches
  * the DOM through textContent and attributes, never innerHTML.
  */
 import { CONTROL_URL, MODEL_URL, fetchStatus, postControl, type ControlCommand } from "./api.ts";
-import { ClockChart } from "./charts.ts";
-import type { Status } from "./status.ts";
+import { ClocksChart, MetricChart, StalenessChart, type XAxis } from "./charts.ts";
+import { RunHistory, buildReport } from "./history.ts";
+import { renderQr } from "./qr.ts";
+import { parseStatus, type Status } from "./status.ts";
+import { STREAM_URL, StatusStream, type StreamState } from "./stream.ts";
 import { WorkerTable } from "./table.ts";
 import { adoptTokenFromUrl, clearToken, getToken, setToken } from "./token.ts";
 import {
-  consistencyLabel, controlsFor, eventsNewestFirst, formatCount, formatTime, jobStateClass, retryDelayMs,
+  consistencyLabel, controlsFor, eventsNewestFirst, formatCount, formatTime, jobStateClass, retryDelayMs, totalStaleness,
 } from "./view.ts";
 import "./style.css";
 
@@ -34,6 +40,8 @@ const ui = {
   active: el("fact-active", HTMLElement),
   clock: el("fact-clock", HTMLElement),
   updated: el("fact-updated", HTMLElement),
+  examples: el("fact-examples", HTMLElement),
+  transport: el("fact-transport", HTMLElement),
   volunteerTop: el("volunteer-link-top", HTMLAnchorElement),
   connection: el("connection", HTMLDivElement),
 
@@ -49,6 +57,9 @@ const ui = {
   mode: el("mode-select", HTMLSelectElement),
   staleness: el("staleness-input", HTMLInputElement),
   download: el("download-model", HTMLAnchorElement),
+  downloadReport: el("download-report", HTMLButtonElement),
+  qr: el("volunteer-qr", HTMLDivElement),
+  xAxis: el("x-axis", HTMLFieldSetElement),
   actionResult: el("action-result", HTMLParagraphElement),
 
   workersSummary: el("workers-summary", HTMLParagraphElement),
@@ -64,23 +75,32 @@ const ui = {
   eventsWrap: el("events-wrap", HTMLDivElement),
 };
 
-const table = new WorkerTable(el("workers", HTMLTableElement));
-const lossChart = new ClockChart(el("loss-chart", HTMLDivElement), el("loss-summary", HTMLSpanElement), el("loss-empty", HTMLParagraphElement), {
+const table = new WorkerTable(el("workers", HTMLTableElement), (id, label) => {
+  if (!window.confirm(`Drop ${label}? It leaves the view at its current clock; its data goes to the others.`)) return;
+  void runControl({ action: "drop", worker: id }, `Drop ${id}`);
+});
+const lossChart = new MetricChart(el("loss-chart", HTMLDivElement), el("loss-summary", HTMLSpanElement), el("loss-empty", HTMLParagraphElement), {
   label: "train loss",
   stroke: "#1d4ed8",
   fill: "rgba(29, 78, 216, 0.08)",
 });
-const testChart = new ClockChart(el("test-chart", HTMLDivElement), el("test-summary", HTMLSpanElement), el("test-empty", HTMLParagraphElement), {
+const testChart = new MetricChart(el("test-chart", HTMLDivElement), el("test-summary", HTMLSpanElement), el("test-empty", HTMLParagraphElement), {
   label: "test metric",
   stroke: "#047857",
   fill: "rgba(4, 120, 87, 0.08)",
 });
+const clocksChart = new ClocksChart(el("clocks-chart", HTMLDivElement), el("clocks-summary", HTMLSpanElement), el("clocks-empty", HTMLParagraphElement));
+const stalenessChart = new StalenessChart(el("staleness-chart", HTMLDivElement), el("staleness-summary", HTMLSpanElement), el("staleness-empty", HTMLParagraphElement));
+const history = new RunHistory();
+let xAxis: XAxis = "clock";
 
 ui.download.href = MODEL_URL;
 
 // ---------------------------------------------------------------- status rendering
 
 let current: Status | null = null;
+/** The last status as received (JSON), for the run report. */
+let currentRaw: unknown = null;
 let lastOkAt: number | null = null;
 let eventsKey = "";
 /** The consistency form follows the status until the organizer edits it. */
@@ -100,14 +120,16 @@ function volunteerUrl(status: Status | null): string {
 }
 
 function setLink(a: HTMLAnchorElement, url: string): void {
-  if (a.href !== url) a.href = url;
+  if (a.getAttribute("href") !== url) a.setAttribute("href", url);
   if (a.textContent !== url) a.textContent = url;
 }
 
-/** Renders one validated status. Also the entry point for a future push source. */
-export function applyStatus(status: Status): void {
+/** Renders one validated status (from the stream or a poll) and records it in the history. */
+function applyStatus(status: Status, raw: unknown): void {
   current = status;
+  currentRaw = raw;
   lastOkAt = Date.now();
+  history.record(status, lastOkAt);
   const { job, consistency, view, clock } = status;
 
   ui.jobName.textContent = job.name;
@@ -123,6 +145,7 @@ export function applyStatus(status: Status): void {
       ? "—"
       : `${formatCount(clock.min)} – ${formatCount(clock.max)} (spread ${formatCount(clock.max - clock.min)})`;
   ui.updated.textContent = formatTime(lastOkAt);
+  ui.examples.textContent = formatCount(status.examples);
 
   const url = volunteerUrl(status);
   setLink(ui.volunteerTop, url);
@@ -130,14 +153,12 @@ export function applyStatus(status: Status): void {
 
   const none = status.workers.length === 0;
   ui.emptyState.hidden = !none;
+  if (none) renderQr(ui.qr, url);
   ui.workersWrap.hidden = none;
   ui.workersSummary.textContent = none ? "" : summarizeWorkers(status);
   table.render(status);
 
-  lossChart.update(status.metrics.trainLoss);
-  const test = status.metrics.test;
-  ui.testTitle.textContent = test == null ? "Test metric" : `Test ${test.name}`;
-  testChart.update(test?.series ?? [], test == null ? undefined : `test ${test.name}`);
+  renderCharts(status);
 
   renderEvents(status);
   updateControls();
@@ -147,6 +168,23 @@ export function applyStatus(status: Status): void {
     syncStalenessInput();
   }
 }
+
+function renderCharts(status: Status): void {
+  lossChart.update(xAxis, status.metrics.trainLoss, history.lossByTime);
+  const test = status.metrics.test;
+  ui.testTitle.textContent = test == null ? "Test metric" : `Test ${test.name}`;
+  testChart.update(xAxis, test?.series ?? [], history.testByTime, test == null ? undefined : `test ${test.name}`);
+  const { ids, columns } = history.clockColumns();
+  clocksChart.update(ids, columns, status.consistency.mode, status.consistency.staleness);
+  stalenessChart.update(totalStaleness(status.workers));
+}
+
+ui.xAxis.addEventListener("change", (event) => {
+  const target = event.target;
+  if (!(target instanceof HTMLInputElement)) return;
+  xAxis = target.value === "time" ? "time" : "clock";
+  if (current !== null) renderCharts(current);
+});
 
 function summarizeWorkers(status: Status): string {
   const counts = new Map<string, number>();
@@ -184,12 +222,15 @@ function renderEvents(status: Status): void {
   ui.eventsWrap.hidden = rows.length === 0;
 }
 
-// ---------------------------------------------------------------- polling
+// ---------------------------------------------------------------- stream, with polling as the fallback
 
 let failures = 0;
 let timer: ReturnType<typeof setTimeout> | undefined;
 let inFlight = false;
 let again = false;
+/** Poll while the stream is not live; stop as soon as it is. */
+let polling = false;
+let streamState: StreamState = "connecting";
 
 function showProblem(message: string): void {
   ui.connection.textContent = message;
@@ -205,6 +246,37 @@ function clearProblem(): void {
   ui.main.classList.remove("stale");
 }
 
+/** Renders a status from either source; a rendering bug must not stop the updates. */
+function accept(raw: unknown, status: Status): void {
+  failures = 0;
+  clearProblem();
+  try {
+    applyStatus(status, raw);
+  } catch (err) {
+    showProblem(`The console could not show this status: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(err);
+  }
+}
+
+function showTransport(): void {
+  const live = streamState === "live";
+  ui.transport.dataset["transport"] = live ? "stream" : polling ? "polling" : "connecting";
+  ui.transport.textContent = live ? "live (pushed)" : polling ? "polling every second" : "connecting…";
+}
+
+function startPolling(): void {
+  if (polling) return;
+  polling = true;
+  showTransport();
+  void poll();
+}
+
+function stopPolling(): void {
+  polling = false;
+  clearTimeout(timer);
+  showTransport();
+}
+
 async function poll(): Promise<void> {
   if (inFlight) {
     again = true;
@@ -214,16 +286,13 @@ async function poll(): Promise<void> {
   clearTimeout(timer);
   const result = await fetchStatus();
   inFlight = false;
+  if (streamState === "live") {
+    // The stream took over while this request was out; its data is as new.
+    again = false;
+    return;
+  }
   if (result.kind === "ok") {
-    failures = 0;
-    clearProblem();
-    try {
-      applyStatus(result.status);
-    } catch (err) {
-      // A rendering bug must not stop the polling loop.
-      showProblem(`The console could not show this status: ${err instanceof Error ? err.message : String(err)}`);
-      console.error(err);
-    }
+    accept(result.raw, result.status);
   } else {
     failures += 1;
     const seconds = Math.round(retryDelayMs(failures) / 1000);
@@ -246,7 +315,26 @@ async function poll(): Promise<void> {
     void poll();
     return;
   }
-  timer = setTimeout(() => void poll(), retryDelayMs(failures));
+  if (polling) timer = setTimeout(() => void poll(), retryDelayMs(failures));
+}
+
+const stream = new StatusStream(STREAM_URL, {
+  onStatus(raw) {
+    const parsed = parseStatus(raw);
+    if (parsed.ok) accept(raw, parsed.status);
+    else showProblem(`The coordinator sent a status this console does not understand: ${parsed.error}.`);
+  },
+  onState(state) {
+    streamState = state;
+    if (state === "live") stopPolling();
+    else if (state === "down") startPolling();
+    showTransport();
+  },
+});
+
+/** Asks for a fresh status now (after a control), unless the stream will bring it within half a second. */
+function refreshSoon(): void {
+  if (streamState !== "live") void poll();
 }
 
 // ---------------------------------------------------------------- token
@@ -328,7 +416,7 @@ async function runControl(command: ControlCommand, label: string): Promise<void>
     case "ok":
       showResult(`${label}: accepted at ${at} (${result.message}).`, "ok");
       if (command.action === "set") consistencyDirty = false;
-      void poll(); // show the effect now rather than in up to a second
+      refreshSoon();
       break;
     case "unauthorized":
       clearToken();
@@ -375,6 +463,31 @@ ui.consistencyForm.addEventListener("submit", (event) => {
   void runControl({ action: "set", consistency: mode, staleness }, label);
 });
 
+// ---------------------------------------------------------------- downloads
+
+ui.download.addEventListener("click", (event) => {
+  const evaluated = (current?.metrics.test?.series.length ?? 0) > 0;
+  if (current !== null && !evaluated) {
+    event.preventDefault();
+    showResult("No model to download yet: the coordinator has not evaluated a replica so far.", "error");
+  }
+});
+
+ui.downloadReport.addEventListener("click", () => {
+  const report = buildReport(history, currentRaw, location.origin, Date.now());
+  const blob = new Blob([JSON.stringify(report, null, 1)], { type: "application/json" });
+  const href = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  a.href = href;
+  a.download = `grid-report-${(current?.job.name ?? "job").replace(/[^a-z0-9-]/gi, "_")}-${stamp}.json`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 10_000);
+  showResult(`Run report saved (${history.samples.length} samples since this page opened).`, "ok");
+});
+
 // ---------------------------------------------------------------- volunteer link
 
 if (window.isSecureContext && navigator.clipboard !== undefined) {
@@ -398,4 +511,9 @@ showTokenState();
 setLink(ui.volunteerTop, volunteerUrl(null));
 setLink(ui.volunteerLink, volunteerUrl(null));
 updateControls();
-void poll();
+showTransport();
+stream.start();
+// A stream that is not live within 3 s (a proxy buffering it, say): poll meanwhile.
+setTimeout(() => {
+  if (streamState !== "live") startPolling();
+}, 3000);

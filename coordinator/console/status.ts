@@ -38,6 +38,20 @@ export const WorkerSchema = z.object({
   kernel: maybeString,
   adapter: maybeString,
   digest: DigestSchema.nullable().optional(),
+  /** Bytes this worker received from / sent to its peers (DataChannels). */
+  bytesIn: maybeNumber,
+  bytesOut: maybeNumber,
+  /** Peers it has an open link to. */
+  peers: maybeNumber,
+  /** Examples it processed so far. */
+  examples: maybeNumber,
+  /** The volunteer paused it from their page. */
+  paused: z.boolean().nullable().optional(),
+  /**
+   * Cumulative counts of peer updates this worker applied, by staleness
+   * (index k: k clocks stale; the last bucket is "that many or more").
+   */
+  stalenessHist: z.array(finite).nullable().optional(),
 });
 
 export const EventSchema = z.object({
@@ -72,6 +86,8 @@ export const StatusSchema = z.object({
     .optional()
     .default({ trainLoss: [] }),
   events: z.array(EventSchema).optional().default([]),
+  /** Examples processed by every worker so far. */
+  examples: maybeNumber,
   /** Optional: the URL volunteers should open (default: this page's origin + "/"). */
   volunteerUrl: z.string().optional(),
 });

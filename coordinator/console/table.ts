@@ -1,11 +1,13 @@
 /**
  * The worker table: sortable headers (buttons, with aria-sort), rows reused
- * per worker id so that a once-a-second refresh only touches changed cells.
- * Every value goes in through textContent: worker names are user-supplied.
+ * per worker id so that a refresh only touches changed cells, and a last
+ * column with a Drop button for workers still in the view (`onDrop(id)`; the
+ * page asks for confirmation and the token). Every value goes in through
+ * textContent: worker names are user-supplied.
  */
 import type { Status, WorkerStatus } from "./status.ts";
 import {
-  COLUMNS, SILENT_AFTER_MS, formatDigest, lagExceedsBound, maxClock, nextSort, sortWorkers,
+  COLUMNS, SILENT_AFTER_MS, canDrop, formatDigest, lagExceedsBound, maxClock, nextSort, sortWorkers,
   workerLag, workerRowClass, type SortKey, type SortState, type TableContext,
 } from "./view.ts";
 
@@ -15,8 +17,10 @@ export class WorkerTable {
   readonly #rows = new Map<string, HTMLTableRowElement>();
   #sort: SortState = { key: null, dir: "asc" };
   #last: Status | null = null;
+  readonly #onDrop: (id: string, label: string) => void;
 
-  constructor(table: HTMLTableElement) {
+  constructor(table: HTMLTableElement, onDrop: (id: string, label: string) => void) {
+    this.#onDrop = onDrop;
     const headRow = document.createElement("tr");
     for (const column of COLUMNS) {
       const th = document.createElement("th");
@@ -35,6 +39,10 @@ export class WorkerTable {
       headRow.append(th);
       this.#headers.set(column.key, th);
     }
+    const actions = document.createElement("th");
+    actions.scope = "col";
+    actions.textContent = "Action";
+    headRow.append(actions);
     table.createTHead().append(headRow);
     this.#tbody = table.tBodies[0] ?? table.createTBody();
   }
@@ -84,6 +92,18 @@ export class WorkerTable {
       cell.className = `col-${column.key}${column.numeric ? " num" : ""}`;
       row.append(cell);
     });
+    const action = document.createElement("td");
+    action.className = "col-action";
+    const drop = document.createElement("button");
+    drop.type = "button";
+    drop.className = "drop";
+    drop.textContent = "Drop";
+    drop.addEventListener("click", () => {
+      const id = row.dataset["worker"];
+      if (id !== undefined) this.#onDrop(id, row.dataset["label"] ?? id);
+    });
+    action.append(drop);
+    row.append(action);
     return row;
   }
 
@@ -91,6 +111,14 @@ export class WorkerTable {
     const stateClass = workerRowClass(worker.state);
     const rowClass = stateClass === "" ? "worker" : `worker ${stateClass}`;
     if (row.className !== rowClass) row.className = rowClass;
+    const label = worker.name != null && worker.name !== "" ? `${worker.id} (${worker.name})` : worker.id;
+    row.dataset["worker"] = worker.id;
+    row.dataset["label"] = label;
+    const drop = row.querySelector<HTMLButtonElement>("button.drop");
+    if (drop !== null) {
+      drop.hidden = !canDrop(worker.state);
+      drop.setAttribute("aria-label", `Drop ${label}`);
+    }
     COLUMNS.forEach((column, i) => {
       const cell = row.cells[i];
       if (cell === undefined) return;

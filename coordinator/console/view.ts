@@ -42,6 +42,19 @@ export function formatAge(ms: number | null | undefined): string {
   return `${Math.floor(ms / 3_600_000)} h ${Math.floor((ms % 3_600_000) / 60_000)} min`;
 }
 
+/** A byte count in decimal units: `1234567` → `"1.23 MB"`. */
+export function formatBytes(n: number | null | undefined): string {
+  if (n == null) return MISSING;
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let x = n;
+  let u = 0;
+  while (Math.abs(x) >= 1000 && u < units.length - 1) {
+    x /= 1000;
+    u++;
+  }
+  return u === 0 ? `${Math.round(x)} B` : `${x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)} ${units[u]}`;
+}
+
 /** Local wall-clock time of an event: `"14:03:07"`. */
 export function formatTime(t: number): string {
   const d = new Date(t);
@@ -135,7 +148,7 @@ export interface TableContext {
 
 export type SortKey =
   | "id" | "name" | "state" | "clock" | "lag" | "stepsPerSec" | "batch" | "examplesPerSec"
-  | "backend" | "kernel" | "adapter" | "lastSeenMs" | "digest";
+  | "backend" | "kernel" | "adapter" | "bytesIn" | "bytesOut" | "peers" | "lastSeenMs" | "digest";
 
 export interface Column {
   key: SortKey;
@@ -151,7 +164,7 @@ const str = (s: string | null | undefined): string => (s == null || s === "" ? M
 export const COLUMNS: readonly Column[] = [
   { key: "id", label: "ID", numeric: false, sortValue: (w) => w.id, text: (w) => w.id },
   { key: "name", label: "Name", numeric: false, sortValue: (w) => w.name ?? null, text: (w) => str(w.name) },
-  { key: "state", label: "State", numeric: false, sortValue: (w) => w.state, text: (w) => w.state },
+  { key: "state", label: "State", numeric: false, sortValue: (w) => w.state, text: (w) => (w.paused === true ? `${w.state} (paused)` : w.state) },
   { key: "clock", label: "Clock", numeric: true, sortValue: (w) => w.clock, text: (w) => formatCount(w.clock) },
   {
     key: "lag", label: "Lag", numeric: true,
@@ -164,6 +177,9 @@ export const COLUMNS: readonly Column[] = [
   { key: "backend", label: "Backend", numeric: false, sortValue: (w) => w.backend ?? null, text: (w) => str(w.backend) },
   { key: "kernel", label: "Kernel", numeric: false, sortValue: (w) => w.kernel ?? null, text: (w) => str(w.kernel) },
   { key: "adapter", label: "Adapter", numeric: false, sortValue: (w) => w.adapter ?? null, text: (w) => str(w.adapter) },
+  { key: "bytesIn", label: "In", numeric: true, sortValue: (w) => w.bytesIn ?? null, text: (w) => formatBytes(w.bytesIn) },
+  { key: "bytesOut", label: "Out", numeric: true, sortValue: (w) => w.bytesOut ?? null, text: (w) => formatBytes(w.bytesOut) },
+  { key: "peers", label: "Peers", numeric: true, sortValue: (w) => w.peers ?? null, text: (w) => formatCount(w.peers) },
   { key: "lastSeenMs", label: "Last seen", numeric: true, sortValue: (w) => w.lastSeenMs ?? null, text: (w) => formatAge(w.lastSeenMs) },
   {
     key: "digest", label: "Digest", numeric: false,
@@ -270,4 +286,40 @@ export function describeControlResponse(httpStatus: number, body: string): strin
   }
   if (detail.length > 200) detail = `${detail.slice(0, 200)}…`;
   return detail === "" ? `HTTP ${httpStatus}` : `HTTP ${httpStatus}: ${detail}`;
+}
+
+// ---------------------------------------------------------------- staleness
+
+/**
+ * The staleness histograms of all workers added bucket by bucket (workers
+ * that left keep counting: their applied updates happened). Bucket k counts
+ * peer updates applied k clocks stale; the last bucket is "k or more".
+ */
+export function totalStaleness(workers: readonly Pick<WorkerStatus, "stalenessHist">[]): number[] {
+  const total: number[] = [];
+  for (const w of workers) {
+    (w.stalenessHist ?? []).forEach((n, k) => {
+      total[k] = (total[k] ?? 0) + n;
+    });
+  }
+  for (let k = 0; k < total.length; k++) total[k] ??= 0;
+  return total;
+}
+
+/** Count, mean and largest bucket with any update, for the histogram's caption. */
+export function stalenessSummary(hist: readonly number[]): { count: number; mean: number | null; max: number | null } {
+  let count = 0;
+  let sum = 0;
+  let max: number | null = null;
+  hist.forEach((n, k) => {
+    count += n;
+    sum += n * k;
+    if (n > 0) max = k;
+  });
+  return { count, mean: count === 0 ? null : sum / count, max };
+}
+
+/** Whether a worker can still be dropped (it is in the view). */
+export function canDrop(state: string): boolean {
+  return state === "active" || state === "straggler";
 }

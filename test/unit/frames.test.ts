@@ -419,7 +419,7 @@ describe("every rejection reason is reachable", () => {
       const b = validFrameBytes();
       b[3] = 0;
       expect(decodeReason(b.buffer)).toBe("bad-type");
-      b[3] = 6;
+      b[3] = 99;
       return decodeReason(b.buffer);
     },
     "bad-encoding": () => {

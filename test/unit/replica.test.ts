@@ -91,12 +91,15 @@ describe("Replica", () => {
     expect(r.vector("w3")).toBe(2);
   });
 
-  it("retains recent updates for re-sending", () => {
+  it("retains updates above the stable point for re-sending, and drops the rest", () => {
     const r = new Replica("w1", new Float32Array(1), view(["w1"], ssp(2)));
     for (let c = 1; c <= 30; c++) r.applyOwn(u(1, c));
-    const kept = r.retainedAfter("w1", 25).map((x) => x.clock);
-    expect(kept).toEqual([26, 27, 28, 29, 30]);
-    expect(r.retainedAfter("w1", 0).length).toBeLessThan(30);
+    expect(r.retainedAfter("w1", 25).map((x) => x.clock)).toEqual([26, 27, 28, 29, 30]);
+    expect(r.retainedAfter("w1", 0)).toHaveLength(30);
+    r.setStable(25);
+    expect(r.retainedAfter("w1", 0).map((x) => x.clock)[0]).toBe(18);
+    for (let c = 31; c <= 400; c++) r.applyOwn(u(1, c));
+    expect(r.retainedAfter("w1", 0).length).toBeLessThanOrEqual(256);
   });
 
   it("loads a snapshot and counts a joiner's early clocks as applied", () => {
