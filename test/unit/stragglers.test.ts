@@ -1,0 +1,80 @@
+import { describe, expect, it } from "vitest";
+import { assess, chooseDrops, rejoinDelayMs, median, type WorkerHealth } from "../../coordinator/stragglers.ts";
+import { initialAutoState, stepAuto, type AutoSample } from "../../coordinator/auto.ts";
+
+const h = (id: string, stepMs: number, over: Partial<WorkerHealth> = {}): WorkerHealth => ({
+  id,
+  clock: 10,
+  stepMs,
+  lastSeen: 1000,
+  slowSince: null,
+  paused: false,
+  ...over,
+});
+
+describe("straggler detection", () => {
+  it("marks a silent worker gone after the heartbeat timeout", () => {
+    const v = assess([h("w1", 10), h("w2", 10, { lastSeen: 0 })], 3, 5_500);
+    expect(v.find((x) => x.id === "w2")?.verdict).toBe("gone");
+    expect(v.find((x) => x.id === "w1")?.verdict).toBe("ok");
+  });
+
+  it("calls a worker slower than 3× the median a straggler only after the grace period", () => {
+    const ws = [h("w1", 10), h("w2", 11), h("w3", 12), h("w4", 80)];
+    const first = assess(ws, 2, 1000);
+    const slow = first.find((x) => x.id === "w4");
+    expect(slow?.verdict).toBe("ok");
+    expect(slow?.slowSince).toBe(1000);
+    const later = assess(ws.map((w) => (w.id === "w4" ? { ...w, slowSince: 1000, lastSeen: 6000 } : { ...w, lastSeen: 6000 })), 2, 6000);
+    expect(later.find((x) => x.id === "w4")?.verdict).toBe("straggler");
+    expect(later.filter((x) => x.verdict === "straggler")).toHaveLength(1);
+  });
+
+  it("forgets a slow spell once the worker keeps up again", () => {
+    const v = assess([h("w1", 10), h("w2", 10), h("w3", 12, { slowSince: 500 })], 2, 1000);
+    expect(v.find((x) => x.id === "w3")?.slowSince).toBeNull();
+  });
+
+  it("drops the slowest straggler first, one at a time, never below the minimum, never in ASP", () => {
+    const verdicts = [
+      { id: "w1", verdict: "straggler" as const, slowSince: 0, reason: "" },
+      { id: "w2", verdict: "straggler" as const, slowSince: 0, reason: "" },
+      { id: "w3", verdict: "ok" as const, slowSince: null, reason: "" },
+    ];
+    const step = new Map([["w1", 50], ["w2", 90], ["w3", 10]]);
+    expect(chooseDrops(verdicts, step, 3, false)).toEqual(["w2"]);
+    expect(chooseDrops(verdicts, step, 1, false)).toEqual([]);
+    expect(chooseDrops(verdicts, step, 3, true)).toEqual([]);
+    expect(rejoinDelayMs(1)).toBe(10_000);
+    expect(rejoinDelayMs(3)).toBe(40_000);
+    expect(rejoinDelayMs(30)).toBe(120_000);
+    expect(median([3, 1, 2])).toBe(2);
+  });
+});
+
+describe("auto staleness", () => {
+  const samples = (wait: number[], speed: number[]): AutoSample[] =>
+    wait.map((w, i) => ({ id: `w${i + 1}`, waitMs: w, stepsPerSec: speed[i] ?? 1 }));
+
+  it("raises s while the fast workers wait more than the target share, and lowers it when they do not wait", () => {
+    let st = initialAutoState(0, 0);
+    st = stepAuto(st, samples([0, 0, 0, 0], [10, 10, 10, 5]), 4000); // first window: baseline only
+    expect(st.staleness).toBe(0);
+    st = stepAuto(st, samples([2000, 2000, 2000, 0], [10, 10, 10, 5]), 8000); // fast ones waited 50%
+    expect(st.staleness).toBe(1);
+    expect(st.lastWaitShare).toBeCloseTo(0.5);
+    st = stepAuto(st, samples([3000, 3000, 3000, 0], [10, 10, 10, 5]), 12000); // 25%
+    expect(st.staleness).toBe(2);
+    st = stepAuto(st, samples([3200, 3300, 3200, 0], [10, 10, 10, 5]), 16000); // 5%: within target
+    expect(st.staleness).toBe(2);
+    st = stepAuto(st, samples([3200, 3300, 3200, 0], [10, 10, 10, 5]), 20000); // 0%
+    expect(st.staleness).toBe(1);
+  });
+
+  it("does not change s within a window or with fewer than two workers", () => {
+    const st = initialAutoState(3, 0);
+    expect(stepAuto(st, samples([0, 0], [1, 1]), 1000)).toBe(st);
+    const one = stepAuto(stepAuto(st, samples([0], [1]), 4000), samples([4000], [1]), 8000);
+    expect(one.staleness).toBe(3);
+  });
+});
