@@ -54,6 +54,8 @@ interface PageState {
   backend: string;
   digest: unknown;
   memberships: number;
+  /** Largest lead over the slowest active worker this page saw at a step start (≤ s + 1). */
+  maxLead: number;
   log: string[];
 }
 const pageState: PageState = {
@@ -66,6 +68,7 @@ const pageState: PageState = {
   backend: "",
   digest: null,
   memberships: 0,
+  maxLead: 0,
   log: [],
 };
 (window as unknown as { grid: PageState }).grid = pageState;
@@ -107,20 +110,18 @@ interface Membership {
 }
 
 async function main(): Promise<void> {
-  if (backendParam !== "cpu" && !("gpu" in navigator)) {
-    ui.notice("This browser has no WebGPU (navigator.gpu is missing): training runs on the CPU instead, more slowly.");
-  }
   ui.setState("asking the coordinator which job runs");
   const jobName = await fetchJobName();
   const job = JOBS[jobName];
   if (!job) throw new Error(`this page does not know the job "${jobName}": reload to get the current version`);
   ui.setState("preparing the GPU");
   const worker = Comlink.wrap<TrainingWorkerApi>(new Worker(new URL("./worker.ts", import.meta.url), { type: "module" }));
+  ui.onThrottle((share) => void worker.setThrottle(share));
   const init = await worker.init(backendParam, job.name, 512);
   pageState.backend = init.backend;
   ui.setAdapter(`${init.backend} · ${init.kernel} · ${init.adapter}`);
   if (init.fallbackReason && backendParam !== "cpu") {
-    ui.notice(`WebGPU is not available (${init.fallbackReason}); training on the CPU.`);
+    ui.webgpuUnavailable(init.fallbackReason);
   }
 
   let ws: WebSocket | null = null;
@@ -288,6 +289,7 @@ async function main(): Promise<void> {
       const t = member?.transport;
       pageState.clock = r.clock;
       pageState.state = r.state;
+      pageState.maxLead = Math.max(pageState.maxLead, r.maxLead);
       pageState.peers = t?.connectedCount ?? 0;
       pageState.bytesIn = t?.bytesIn ?? pageState.bytesIn;
       pageState.bytesOut = t?.bytesOut ?? pageState.bytesOut;
@@ -444,6 +446,6 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   const msg = e instanceof Error ? e.message : String(e);
-  ui.setState(`error: ${msg}`);
+  ui.fail(msg);
   log(`error: ${msg}`);
 });

@@ -30,6 +30,8 @@ export interface WorkerReport {
   readonly waitMs: number;
   /** Shards fully processed since the last report. */
   readonly shardsDone: number[];
+  /** Largest lead over the slowest active worker seen at a step start. */
+  readonly maxLead: number;
 }
 
 export interface WorkerCallbacks {
@@ -85,6 +87,11 @@ class TrainingWorker {
   /** Incremented by every start() and stop(): a loop of an older generation exits. */
   private generation = 0;
   private throttle = 1;
+  private baseSamples: number[] = [];
+  /** Largest (clock + 1) − min V[j] at the start of a step: the lead over the slowest, ≤ s + 1 by the gate. */
+  private maxLead = 0;
+  private busyMs = 0;
+  private busySteps = 0;
   private lackSince = 0;
   private lackAsked = 0;
   private lackKey = "";
@@ -309,6 +316,11 @@ class TrainingWorker {
     const now = performance.now();
     if (!force && now - this.lastReport < REPORT_EVERY_MS) return;
     this.lastReport = now;
+    if (this.busySteps > 0) {
+      this.lastStepMs = this.busyMs / this.busySteps;
+      this.busyMs = 0;
+      this.busySteps = 0;
+    }
     const r = this.replica;
     this.cb?.report({
       clock: r?.clock ?? 0,
@@ -324,6 +336,7 @@ class TrainingWorker {
       stalenessHist: this.stalenessHist,
       waitMs: this.waitMs,
       shardsDone: this.sampler.takeCompleted(),
+      maxLead: this.maxLead,
     });
     this.stalenessHist = new Array<number>(STALENESS_BUCKETS).fill(0);
   }
@@ -374,6 +387,7 @@ class TrainingWorker {
         await this.waitForChange(250);
         continue;
       }
+      this.maxLead = Math.max(this.maxLead, r.clock + 1 - r.minActive());
       const t0 = performance.now();
       const { update, loss } = await job.step(backend, r.params, batch, welcome.job.learningRate);
       const computeMs = performance.now() - t0;
@@ -382,7 +396,12 @@ class TrainingWorker {
         cb.log("the step produced non-finite numbers; skipping it");
         continue;
       }
-      if (this.baseStepMs === 0) this.baseStepMs = computeMs;
+      // The unslowed step time "as measured at join": the fastest of the first
+      // three steps (the very first one also compiles pipelines and warms up).
+      if (this.baseSamples.length < 3) {
+        this.baseSamples.push(computeMs);
+        this.baseStepMs = Math.min(...this.baseSamples);
+      }
       const clock = r.applyOwn(update);
       this.examples += batch.size;
       this.lastLoss = loss;
@@ -397,8 +416,10 @@ class TrainingWorker {
       if (this.throttle < 1) idle += (computeMs + idle) * (1 / this.throttle - 1);
       if (idle > 0) await sleep(idle);
       // The step time the coordinator compares across workers: what this
-      // worker needs per step, gate waiting excluded.
-      this.lastStepMs = performance.now() - t0;
+      // worker needs per step, gate waiting excluded, averaged over the steps
+      // since the last report.
+      this.busyMs += performance.now() - t0;
+      this.busySteps++;
       this.report("training", [], maxClock > 0 && clock >= maxClock);
     }
     if (!live()) return;

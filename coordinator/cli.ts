@@ -27,6 +27,8 @@ export interface CoordinatorConfig {
   readonly learningRate: number | null;
   readonly evalEvery: number;
   readonly build: boolean;
+  /** Folder of the built pages (default dist/ beside the sources). */
+  readonly dist: string | null;
 }
 
 export const COORDINATOR_FLAGS = {
@@ -47,6 +49,7 @@ export const COORDINATOR_FLAGS = {
   lr: { type: "string" },
   "eval-every": { type: "string" },
   "no-build": { type: "boolean" },
+  dist: { type: "string" },
 } as const;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
@@ -102,7 +105,8 @@ export function configFromValues(values: Record<string, string | boolean | undef
     batch: str("batch") === undefined ? null : int("batch", str("batch"), 0, 1, 4096),
     learningRate: num("lr", str("lr"), 1e-6, 100),
     evalEvery: int("eval-every", str("eval-every"), 10, 1, 1_000_000),
-    build: values["no-build"] !== true,
+    build: values["no-build"] !== true && str("dist") === undefined,
+    dist: str("dist") ?? null,
   };
 }
 

@@ -65,6 +65,7 @@ interface WorkerRecord {
   clock: number;
   lastSeen: number;
   lastReportAt: number;
+  rateMark: { t: number; clock: number };
   stepMs: number;
   stepsPerSec: number;
   examplesPerSec: number;
@@ -241,6 +242,7 @@ export class JobRun {
       clock: startClock,
       lastSeen: now,
       lastReportAt: now,
+      rateMark: { t: now, clock: startClock },
       stepMs: 0,
       stepsPerSec: 0,
       examplesPerSec: 0,
@@ -327,16 +329,18 @@ export class JobRun {
         return;
       case "clock": {
         if (msg.clock < w.clock || msg.clock > w.clock + 10_000) return;
-        const dt = (now - w.lastReportAt) / 1000;
-        const steps = msg.clock - w.clock;
-        if (dt > 0 && steps > 0) {
-          const rate = steps / dt;
-          w.stepsPerSec = w.stepsPerSec === 0 ? rate : 0.7 * w.stepsPerSec + 0.3 * rate;
+        // Rates over windows of at least a second (reports come every ~200 ms).
+        const dt = (now - w.rateMark.t) / 1000;
+        if (dt >= 1) {
+          const rate = (msg.clock - w.rateMark.clock) / dt;
+          w.stepsPerSec = w.stepsPerSec === 0 ? rate : 0.6 * w.stepsPerSec + 0.4 * rate;
           w.examplesPerSec = w.stepsPerSec * msg.batch;
+          w.rateMark = { t: now, clock: msg.clock };
         }
         w.lastReportAt = now;
         w.clock = msg.clock;
-        w.stepMs = msg.stepMs;
+        // Smoothed: one noisy step must not make a worker look slow.
+        if (msg.stepMs > 0) w.stepMs = w.stepMs === 0 ? msg.stepMs : 0.7 * w.stepMs + 0.3 * msg.stepMs;
         w.batch = msg.batch;
         w.examples = msg.examples;
         w.bytesIn = msg.bytesIn;

@@ -58,7 +58,7 @@ export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) 
     store,
     log,
   });
-  const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: join(ROOT, "dist"), run, log });
+  const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: cfg.dist ?? join(ROOT, "dist"), run, log });
   return { server, run };
 }
 

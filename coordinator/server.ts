@@ -182,7 +182,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     let workerId: string | null = null;
     let rejects = 0;
     const send = (m: ServerMessage): void => {
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
+      if (ws.readyState === ws.OPEN) ws.send(serialize(m), { binary: false });
     };
     const reject = (code: Parameters<typeof rejectMessage>[0], message: string): void => {
       rejects++;
@@ -276,6 +276,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       await new Promise<void>((r) => http.close(() => r()));
     },
   };
+}
+
+/**
+ * UTF-8 JSON of a server message (sent as a text frame), computed once when
+ * the same message object is sent to many sockets in one synchronous loop (a
+ * view broadcast to N workers was N stringifications of an N-member view).
+ * The one-entry memo is cleared at the next microtask, so an object mutated
+ * and re-sent later is serialized afresh.
+ */
+let memo: { msg: ServerMessage; bytes: Buffer } | null = null;
+function serialize(m: ServerMessage): Buffer {
+  if (memo !== null && memo.msg === m) return memo.bytes;
+  const bytes = Buffer.from(JSON.stringify(m), "utf8");
+  if (memo === null) queueMicrotask(() => (memo = null));
+  memo = { msg: m, bytes };
+  return bytes;
 }
 
 function rejectMessage(code: import("./protocol.ts").RejectCode, message: string): ServerMessage {

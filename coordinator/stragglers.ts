@@ -4,18 +4,24 @@
  *
  * - A worker whose last message is older than `heartbeatTimeoutMs` has left.
  * - A worker is a straggler when the fast ones would have to wait for it: its
- *   clock lags the active maximum by more than the staleness bound, or its step
- *   time exceeds `slowFactor` × the median, continuously for `graceMs`.
+ *   step time (what it needs per step, gate waiting excluded, as reported and
+ *   smoothed) exceeds `slowFactor` × the median and the median plus
+ *   `slowMarginMs`, continuously for `graceMs`. Clock lag is not used: under
+ *   SSP the gate keeps lag at most s, and reported clocks are up to one report
+ *   interval stale, so lag says more about timing than about speed.
  */
 export interface StragglerPolicy {
   readonly heartbeatTimeoutMs: number;
   readonly slowFactor: number;
+  /** A slow step must also exceed the median by this many ms (noise on tiny steps). */
+  readonly slowMarginMs: number;
   readonly graceMs: number;
 }
 
 export const DEFAULT_POLICY: StragglerPolicy = {
   heartbeatTimeoutMs: 5000,
   slowFactor: 3,
+  slowMarginMs: 30,
   graceMs: 5000,
 };
 
@@ -58,12 +64,11 @@ export function assess(
       return { id: w.id, verdict: "gone", slowSince: null, reason: `silent for ${now - w.lastSeen} ms` };
     }
     if (w.paused) return { id: w.id, verdict: "ok", slowSince: null, reason: "paused by its volunteer" };
-    const lag = maxClock - w.clock;
-    const lagging = Number.isFinite(staleness) && lag > staleness;
-    const slow = med > 0 && live.length > 1 && w.stepMs > policy.slowFactor * med;
-    if (!lagging && !slow) return { id: w.id, verdict: "ok", slowSince: null, reason: "" };
+    const slow = med > 0 && live.length > 1 && w.stepMs > policy.slowFactor * med && w.stepMs > med + policy.slowMarginMs;
+    if (!slow) return { id: w.id, verdict: "ok", slowSince: null, reason: "" };
     const since = w.slowSince ?? now;
-    const reason = lagging ? `clock ${lag} behind the fastest (s = ${staleness})` : `step ${Math.round(w.stepMs)} ms vs median ${Math.round(med)} ms`;
+    const lag = maxClock - w.clock;
+    const reason = `step ${Math.round(w.stepMs)} ms vs median ${Math.round(med)} ms${Number.isFinite(staleness) && lag > 0 ? `, ${lag} clocks behind` : ""}`;
     return { id: w.id, verdict: now - since >= policy.graceMs ? "straggler" : "ok", slowSince: since, reason };
   });
 }

@@ -169,7 +169,12 @@ export function diffStatus(prev: JsonObject, next: JsonObject, seq: number): Sta
     const p = getPath(prev, path);
     const n = getPath(next, path);
     if (!Array.isArray(n)) continue;
-    const pl = Array.isArray(p) ? p : [];
+    if (!Array.isArray(p)) {
+      // A list that did not exist (a first evaluation's series): send it even when empty.
+      lists[path.join(".")] = { reset: n };
+      continue;
+    }
+    const pl = p;
     if (extendsList(pl, n)) {
       if (n.length > pl.length) lists[path.join(".")] = { append: n.slice(pl.length) };
     } else {

@@ -31,7 +31,9 @@ test("three volunteers train mnist-softmax to 0.90 with updates over DataChannel
   for (let i = 0; i < 3; i++) {
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
-    await page.goto(`${coord.url}/?name=volunteer-${i}`);
+    // Held to the WGSL kernels (the worker would otherwise pick what it
+    // measures fastest; on SwiftShader that is the WASM CPU path).
+    await page.goto(`${coord.url}/?name=volunteer-${i}&backend=webgpu`);
     pages.push(page);
   }
   // The console shows the job while it runs.
@@ -65,6 +67,7 @@ test("three volunteers train mnist-softmax to 0.90 with updates over DataChannel
   for (const w of active) {
     expect(w.clock).toBeGreaterThan(10);
     expect(w.backend).toBe("webgpu");
+    expect(w.kernel).toMatch(/^wgsl-/);
     expect(w.adapter).toBe("swiftshader");
   }
 

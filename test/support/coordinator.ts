@@ -37,6 +37,9 @@ export interface Status {
     adapter: string;
     name: string;
     examples: number;
+    shards: number;
+    stepMs: number;
+    waitMs: number;
     digest: { sum: number; l2: number; proj: number[] } | null;
   }[];
   metrics: { trainLoss: [number, number][]; test: { name: string; series: [number, number][] } };
@@ -51,7 +54,16 @@ export async function startCoordinatorProcess(flags: string[] = [], timeoutMs = 
   const tsx = join(ROOT, "node_modules", ".bin", "tsx");
   const child = spawn(
     tsx,
-    ["coordinator/main.ts", "--port", "0", "--no-build", "--state-dir", stateDir, "--token", token, ...flags],
+    [
+      "coordinator/main.ts",
+      "--port", "0",
+      "--no-build",
+      "--state-dir", stateDir,
+      "--token", token,
+      // GRID_DIST: serve another build (lets one checkout test while another build runs).
+      ...(process.env["GRID_DIST"] ? ["--dist", process.env["GRID_DIST"]] : []),
+      ...flags,
+    ],
     { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";
