@@ -99,6 +99,23 @@ async function fetchJobName(): Promise<string> {
   return name;
 }
 
+function readSession(key: string): string | null {
+  try {
+    return sessionStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function writeSession(key: string, value: string | null): void {
+  try {
+    if (value === null) sessionStorage.removeItem(key);
+    else sessionStorage.setItem(key, value);
+  } catch {
+    // Storage disabled: a reload joins as a new volunteer.
+  }
+}
+
 /** One membership: a worker id, its peer transport and its replica in the worker. */
 interface Membership {
   readonly welcome: WelcomeMessage;
@@ -126,7 +143,10 @@ async function main(): Promise<void> {
 
   let ws: WebSocket | null = null;
   let member: Membership | null = null;
-  let credential: string | null = null;
+  // A reload of this tab rejoins as the same volunteer (the coordinator links
+  // the memberships: a "rejoined" event); the shards come from IndexedDB.
+  const credentialKey = `grid-credential:${coordinator}`;
+  let credential: string | null = readSession(credentialKey);
   let stopped = false;
   let paused = false;
   let jobOver = false;
@@ -225,6 +245,7 @@ async function main(): Promise<void> {
   const startMembership = (w: WelcomeMessage): Membership => {
     leaveMembership();
     credential = w.credential;
+    writeSession(credentialKey, w.credential);
     pageState.workerId = w.workerId;
     pageState.memberships++;
     ui.setWelcome(w);
@@ -393,6 +414,13 @@ async function main(): Promise<void> {
       }
       case "error":
         log(`coordinator: ${msg.code}: ${msg.message}`);
+        if (msg.code === "job-over" && credential !== null && /credential/.test(msg.message)) {
+          // A stale credential (another coordinator run): join as a new volunteer.
+          credential = null;
+          writeSession(credentialKey, null);
+          join();
+          return;
+        }
         if (msg.code === "job-over") {
           jobOver = true;
           ui.setState(`not joined: ${msg.message}`);

@@ -38,6 +38,8 @@ export interface JobOptions {
   readonly targetAccuracy: number;
   readonly minWorkers: number;
   readonly evalEvery: number;
+  /** Least time between two test evaluations, ms (default 1000). */
+  readonly minEvalIntervalMs?: number;
   readonly batch: number;
   readonly learningRate: number;
   readonly store: JobStore | null;
@@ -141,6 +143,9 @@ export class JobRun {
   private readonly testSeries: [number, number][] = [];
   private readonly events: JobEvent[] = [];
   private lastEvalAt = 0;
+  private lastEvalMs = 0;
+  /** The newest uploaded replica, evaluated or not (for /api/model). */
+  private latest: { clock: number; params: Float32Array } | null = null;
   private bestModel: { clock: number; params: Float32Array } | null = null;
   private lossClock = -1;
 
@@ -307,6 +312,14 @@ export class JobRun {
     return this.opts.data.shards[id];
   }
 
+  /** Shards served over HTTP (downloads that the IndexedDB cache did not spare). */
+  private served = { shards: 0, bytes: 0 };
+
+  countServed(bytes: number): void {
+    this.served.shards++;
+    this.served.bytes += bytes;
+  }
+
   /** Is this peer id one the coordinator issued to a live worker? */
   ownsPeerId(peerId: string): boolean {
     for (const w of this.workers.values()) if (w.peerId === peerId && w.state !== "left") return true;
@@ -424,13 +437,24 @@ export class JobRun {
     const r = decodeModelUpload(bytes, this.job.parameters);
     if (!r.ok) return r.message;
     w.lastSeen = this.now();
+    // Evaluation runs on the coordinator's event loop: keep it under ~10% of
+    // the time (at most once a second, and ten times its own duration apart),
+    // so many fast steps never starve the control traffic and shard serving.
+    const since = this.now() - this.lastEvalAt;
+    const force = this.finishing !== null;
+    if (!force && since < Math.max(this.opts.minEvalIntervalMs ?? 1000, 10 * this.lastEvalMs)) {
+      this.latest = { clock: r.value.clock, params: r.value.params };
+      return null;
+    }
     this.evaluate(r.value.clock, r.value.params);
     return null;
   }
 
   private evaluate(clock: number, params: Float32Array): void {
     const test = this.opts.data.test;
+    const t0 = performance.now();
     const m = this.job.evaluate(params, test.pixels, test.labels, test.count);
+    this.lastEvalMs = performance.now() - t0;
     this.lastEvalAt = this.now();
     pushBounded(this.testSeries, [clock, m.value], MAX_SERIES);
     if (!this.bestModel || clock >= this.bestModel.clock) this.bestModel = { clock, params };
@@ -486,7 +510,8 @@ export class JobRun {
 
   /** The latest evaluated model, in the /api/model layout. */
   model(): Uint8Array | null {
-    if (this.bestModel) return new Uint8Array(encodeModelUpload(this.bestModel.clock, this.bestModel.params));
+    const m = this.latest && (!this.bestModel || this.latest.clock > this.bestModel.clock) ? this.latest : this.bestModel;
+    if (m) return new Uint8Array(encodeModelUpload(m.clock, m.params));
     return this.opts.store?.readCheckpoint() ?? null;
   }
 
@@ -635,6 +660,7 @@ export class JobRun {
       view: { epoch: this.epoch, active: act.map((w) => w.id) },
       clock: range,
       examples: this.examplesProcessed(),
+      served: this.served,
       target: { accuracy: this.opts.targetAccuracy, maxClock: this.opts.maxClock },
       workers: [...this.workers.values()]
         .sort((a, b) => compareWorkerIds(a.id, b.id))

@@ -148,6 +148,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       res.status(404).json({ error: "no such shard" });
       return;
     }
+    run.countServed(shard.bytes.byteLength);
     res
       .set({
         "Content-Type": "application/octet-stream",

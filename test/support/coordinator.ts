@@ -25,6 +25,7 @@ export interface Status {
   view: { epoch: number; active: string[] };
   clock: { min: number; max: number };
   examples: number;
+  served: { shards: number; bytes: number };
   workers: {
     id: string;
     state: string;
@@ -38,6 +39,7 @@ export interface Status {
     name: string;
     examples: number;
     shards: number;
+    startClock: number;
     stepMs: number;
     waitMs: number;
     digest: { sum: number; l2: number; proj: number[] } | null;
