@@ -17,6 +17,7 @@ export default defineConfig({
         main: resolve(import.meta.dirname, "index.html"),
         console: resolve(import.meta.dirname, "coordinator/console/index.html"),
         selftest: resolve(import.meta.dirname, "selftest.html"),
+        bench: resolve(import.meta.dirname, "bench.html"),
       },
     },
   },

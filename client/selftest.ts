@@ -1,90 +1,89 @@
 /**
  * Kernel self-test page (selftest.html).
  *
- * Exposes `window.gridSelfTest(cases)` for the Playwright tests: for every case
- * it draws seeded random inputs of the given shape, runs each WGSL kernel on
- * its own (fed the CPU reference's intermediates, so kernels are judged one at
- * a time) and the full GPU step, and reports the relative error of each
- * against reference.ts: `max|gpu − cpu| / max(max|cpu|, 1e-6)`.
- * A person opening the page gets a "Run self-test" button and a table.
- * DOM APIs only.
+ * `window.gridSelfTest(options)` runs every kernel of the library — the three
+ * matrix-multiply strategies with every transpose combination, fused
+ * bias+activation, ReLU backward, fused softmax–cross-entropy, fused squared
+ * error, column sums — on this adapter, and the same ops on the CPU path
+ * (TF.js WASM), on seeded random inputs of awkward shapes, and compares each
+ * with the TypeScript reference (gpu/kernels-ref.ts):
+ * `max|got − ref| / max(max|ref|, 1e-6)`. It also compares whole gradient
+ * steps of every job with the reference backend.
+ *
+ * `window.gridBackendTest` (selection and caching) and `window.gridDeviceLossTest`
+ * (training through `device.destroy()`) and `window.gridTrainLocal` (a job
+ * trained locally) serve the other e2e tests. A person opening the page gets a
+ * "Run self-test" button and a table. DOM APIs only.
  */
-import type { AdapterDescription, DeviceAcquisition } from "./gpu/device.ts";
+import type { ComputeBackend, Session, Tensor } from "./gpu/backend.ts";
+import type { AdapterDescription } from "./gpu/device.ts";
 import { acquireDevice } from "./gpu/device.ts";
-import {
-  biasGrad,
-  cpuSoftmaxStep,
-  linearForward,
-  meanLoss,
-  softmaxParamCount,
-  softmaxXentGrad,
-  weightGrad,
-} from "./gpu/reference.ts";
-import { createGpuSoftmaxBackend, createGpuSoftmaxProbe } from "./gpu/softmax.ts";
+import { refBiasAct, refColSum, refMatmul, refMseGrad, refReluBackward, refSoftmaxXent } from "./gpu/kernels-ref.ts";
+import type { MatmulStrategy } from "./gpu/kernels.ts";
+import { createRefBackend } from "./gpu/ref-backend.ts";
+import { createResilientWgslBackend } from "./gpu/resilient.ts";
+import { selectBackend } from "./gpu/select.ts";
+import { createWasmBackend } from "./gpu/wasm-backend.ts";
+import { distWasmPaths } from "./gpu/wasm-paths.ts";
+import { createWgslBackend } from "./gpu/wgsl-backend.ts";
+import type { Batch, JobDefinition } from "./jobs/job.ts";
+import { JOBS } from "./jobs/registry.ts";
+import { clearBackendChoices, getBackendChoice } from "./store/db.ts";
 
-export interface SelfTestCase {
-  readonly batch: number;
-  readonly inDim: number;
-  readonly outDim: number;
-  /** Learning rate; default 0.1. */
-  readonly lr?: number;
-  /** PRNG seed; default derived from the shape. */
-  readonly seed?: number;
-  /** Logits for the softmax kernel are `offset + logitScale · u`, u in [-1, 1), |offset| ≤ 200; default 20. */
-  readonly logitScale?: number;
-  /** The kernels' `WG` override; default 64. */
-  readonly workgroupSize?: number;
+export type MatmulCase = readonly [m: number, n: number, k: number];
+
+export interface SelfTestOptions {
+  /** Matrix products `[M, N, K]`; each runs with every transpose combination. */
+  readonly matmul?: readonly MatmulCase[];
+  /** `[rows, cols]` for the elementwise and row kernels. */
+  readonly rowShapes?: readonly (readonly [number, number])[];
+  /** Jobs whose whole gradient is compared (rows per batch given). */
+  readonly jobs?: readonly { readonly name: string; readonly rows: number }[];
+  readonly strategies?: readonly MatmulStrategy[];
+  /** Also test the CPU path (TF.js WASM); default true. */
+  readonly cpu?: boolean;
 }
 
-/** Relative errors (see the file comment) of each kernel and of the full step. */
-export interface SelfTestErrors {
-  readonly linearForward: number;
-  readonly softmaxGrad: number;
-  readonly softmaxLoss: number;
-  readonly weightGrad: number;
-  readonly biasGrad: number;
-  readonly meanLoss: number;
-  readonly stepUpdate: number;
-  readonly stepLoss: number;
-}
-
-export interface SelfTestCaseResult {
-  readonly case: Required<SelfTestCase>;
-  /** Absent when the case threw; then `error` says why. */
-  readonly errors?: SelfTestErrors;
-  readonly error?: string;
-  /** Largest of `errors`, or NaN when the case threw. */
-  readonly maxError: number;
-  /** Wall time of the whole case (all kernels, both backends' setup). */
+export interface SelfTestResult {
+  /** e.g. "wgsl-vec4", "wasm-xnnpack". */
+  readonly backend: string;
+  /** e.g. "matmul TA TB" or "softmaxXent.grad" or "job mnist-mlp". */
+  readonly kernel: string;
+  readonly shape: string;
+  readonly error: number;
   readonly ms: number;
-  /** Wall time of one full GPU step (after a warm-up step). */
-  readonly stepMs: number;
-  /** Workgroup size actually used (after clamping to the device limits). */
-  readonly workgroupSize: number;
+  readonly failure?: string;
 }
 
 export interface SelfTestReport {
   readonly ok: boolean;
-  /** Why there is no device, when `ok` is false. */
   readonly reason?: string;
   readonly adapter: AdapterDescription | null;
-  readonly results: readonly SelfTestCaseResult[];
+  readonly results: readonly SelfTestResult[];
 }
 
-declare global {
-  interface Window {
-    gridSelfTest?: (cases: readonly SelfTestCase[]) => Promise<SelfTestReport>;
-  }
-}
-
-/** Cases the button runs: small, awkward and MNIST-sized shapes. */
-export const DEFAULT_CASES: readonly SelfTestCase[] = [
-  { batch: 1, inDim: 1, outDim: 1 },
-  { batch: 2, inDim: 3, outDim: 2 },
-  { batch: 7, inDim: 13, outDim: 5 },
-  { batch: 255, inDim: 13, outDim: 3, workgroupSize: 48 },
-  { batch: 64, inDim: 784, outDim: 10 },
-];
+export const DEFAULT_OPTIONS: Required<SelfTestOptions> = {
+  matmul: [
+    [1, 1, 1],
+    [7, 13, 5],
+    [13, 7, 31],
+    [33, 65, 17],
+    [255, 257, 19],
+  ],
+  rowShapes: [
+    [1, 1],
+    [7, 13],
+    [255, 10],
+    [65, 257],
+  ],
+  jobs: [
+    { name: "mnist-softmax", rows: 33 },
+    { name: "mnist-mlp", rows: 64 },
+    { name: "linreg", rows: 17 },
+  ],
+  strategies: ["naive", "vec4", "tiled"],
+  cpu: true,
+};
 
 /** A small seeded generator (xorshift32) of floats in [0, 1). */
 function randomSource(seed: number): () => number {
@@ -99,141 +98,256 @@ function randomSource(seed: number): () => number {
   };
 }
 
-function uniform(random: () => number, n: number, lo: number, hi: number): Float32Array {
+function uniform(random: () => number, n: number, lo = -1, hi = 1): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * random();
   return out;
-}
-
-function maxAbs(values: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < values.length; i++) m = Math.max(m, Math.abs(values[i] ?? 0));
-  return m;
 }
 
 /** `max|a − b| / max(max|b|, 1e-6)`; Infinity on a length mismatch or a NaN. */
 export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
   if (actual.length !== expected.length) return Infinity;
   let diff = 0;
+  let scale = 0;
   for (let i = 0; i < actual.length; i++) {
     const d = Math.abs((actual[i] ?? 0) - (expected[i] ?? 0));
     if (Number.isNaN(d)) return Infinity;
     diff = Math.max(diff, d);
+    scale = Math.max(scale, Math.abs(expected[i] ?? 0));
   }
-  return diff / Math.max(maxAbs(expected), 1e-6);
+  return diff / Math.max(scale, 1e-6);
 }
 
-function complete(c: SelfTestCase): Required<SelfTestCase> {
-  return {
-    batch: c.batch,
-    inDim: c.inDim,
-    outDim: c.outDim,
-    lr: c.lr ?? 0.1,
-    seed: c.seed ?? ((c.batch * 7919 + c.inDim * 104729 + c.outDim * 1299709) >>> 0),
-    logitScale: c.logitScale ?? 20,
-    workgroupSize: c.workgroupSize ?? 64,
-  };
-}
-
-async function runCase(device: GPUDevice, adapterName: string, c: Required<SelfTestCase>): Promise<SelfTestCaseResult> {
-  const started = performance.now();
-  const { batch, inDim, outDim, lr } = c;
-  const random = randomSource(c.seed);
-  const params = uniform(random, softmaxParamCount(inDim, outDim), -0.5, 0.5);
-  const x = uniform(random, batch * inDim, -1, 1);
-  const labels = new Uint32Array(batch);
-  for (let r = 0; r < batch; r++) labels[r] = Math.min(outDim - 1, Math.floor(random() * outDim));
-  // Logits with large per-row offsets: exp() overflows float32 without the max subtraction.
-  const logits = new Float32Array(batch * outDim);
-  for (let r = 0; r < batch; r++) {
-    const offset = (random() * 2 - 1) * 200;
-    for (let j = 0; j < outDim; j++) logits[r * outDim + j] = offset + c.logitScale * (random() * 2 - 1);
-  }
-
-  const options = { workgroupSize: c.workgroupSize };
-  const probe = await createGpuSoftmaxProbe(device, inDim, outDim, batch, options);
-  const backend = await createGpuSoftmaxBackend(device, adapterName, inDim, outDim, batch, options);
+/** Runs one session on `backend`: `body` builds tensors, the results are read and compared with `refs`. */
+async function check(
+  backend: ComputeBackend,
+  kernel: string,
+  shape: string,
+  body: (s: Session) => Tensor[],
+  refs: Float32Array[],
+  out: SelfTestResult[],
+): Promise<void> {
+  const t0 = performance.now();
   try {
-    const refLogits = linearForward(params, x, batch, inDim, outDim);
-    const refXent = softmaxXentGrad(logits, labels, batch, outDim);
-    const refWeight = weightGrad(x, refXent.grad, batch, lr, inDim, outDim);
-    const refBias = biasGrad(refXent.grad, batch, lr, outDim);
-    const refMean = meanLoss(refXent.loss, batch);
-    const refStep = cpuSoftmaxStep(params, x, labels, batch, lr, inDim, outDim);
-
-    const gpuLogits = await probe.linearForward(params, x, batch);
-    const gpuXent = await probe.softmaxXentGrad(logits, labels, batch);
-    const gpuWeight = await probe.weightGrad(x, refXent.grad, batch, lr);
-    const gpuBias = await probe.biasGrad(refXent.grad, batch, lr);
-    const gpuMean = await probe.meanLoss(refXent.loss, batch);
-    await backend.softmaxStep(params, x, labels, batch, lr); // warm-up
-    const stepStarted = performance.now();
-    const gpuStep = await backend.softmaxStep(params, x, labels, batch, lr);
-    const stepMs = performance.now() - stepStarted;
-
-    const errors: SelfTestErrors = {
-      linearForward: relativeError(gpuLogits, refLogits),
-      softmaxGrad: relativeError(gpuXent.grad, refXent.grad),
-      softmaxLoss: relativeError(gpuXent.loss, refXent.loss),
-      weightGrad: relativeError(gpuWeight, refWeight),
-      biasGrad: relativeError(gpuBias, refBias),
-      meanLoss: relativeError([gpuMean], [refMean]),
-      stepUpdate: relativeError(gpuStep.update, refStep.update),
-      stepLoss: relativeError([gpuStep.loss], [refStep.loss]),
-    };
-    return {
-      case: c,
-      errors,
-      maxError: Math.max(...Object.values(errors)),
-      ms: performance.now() - started,
-      stepMs,
-      workgroupSize: probe.workgroupSize,
-    };
-  } finally {
-    probe.dispose();
-    backend.dispose();
+    const got = await backend.session((s) => s.read(...body(s)));
+    const error = Math.max(...refs.map((r, i) => relativeError(got[i] ?? [], r)));
+    out.push({ backend: backend.kernel, kernel, shape, error, ms: performance.now() - t0 });
+  } catch (e) {
+    out.push({ backend: backend.kernel, kernel, shape, error: Number.NaN, ms: performance.now() - t0, failure: e instanceof Error ? e.message : String(e) });
   }
 }
 
-let acquisition: Promise<DeviceAcquisition> | undefined;
-
-/** Runs `cases` one after another on the page's device (acquired once). */
-export async function gridSelfTest(cases: readonly SelfTestCase[]): Promise<SelfTestReport> {
-  acquisition ??= acquireDevice({ label: "grid self-test" });
-  const acquired = await acquisition;
-  if (!acquired.ok) return { ok: false, reason: acquired.reason, adapter: null, results: [] };
-  const results: SelfTestCaseResult[] = [];
-  for (const raw of cases) {
-    const c = complete(raw);
-    const started = performance.now();
-    try {
-      results.push(await runCase(acquired.device, acquired.info.name, c));
-    } catch (err) {
-      results.push({
-        case: c,
-        error: err instanceof Error ? err.message : String(err),
-        maxError: Number.NaN,
-        ms: performance.now() - started,
-        stepMs: Number.NaN,
-        workgroupSize: c.workgroupSize,
-      });
+/** Every op of the library on `backend` against the references. */
+async function testOps(backend: ComputeBackend, o: Required<SelfTestOptions>, out: SelfTestResult[]): Promise<void> {
+  for (const [m, n, k] of o.matmul) {
+    const random = randomSource(m * 7919 + n * 104729 + k);
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        const a = uniform(random, m * k);
+        const b = uniform(random, k * n);
+        const alpha = transA ? -0.5 : 1;
+        const ref = refMatmul(a, b, m, n, k, transA, transB, alpha);
+        await check(
+          backend,
+          `matmul${transA ? " Aᵀ" : " A"}·${transB ? "Bᵀ" : "B"}`,
+          `${m}×${n}×${k}`,
+          (s) => [
+            s.matmul(transA ? s.upload(a, k, m) : s.upload(a, m, k), transB ? s.upload(b, n, k) : s.upload(b, k, n), { transA, transB, alpha }),
+          ],
+          [ref],
+          out,
+        );
+      }
     }
   }
+  for (const [rows, cols] of o.rowShapes) {
+    const random = randomSource(rows * 31 + cols);
+    const x = uniform(random, rows * cols);
+    const bias = uniform(random, cols);
+    const shape = `${rows}×${cols}`;
+    for (const act of ["none", "relu"] as const) {
+      await check(backend, `biasAct ${act}`, shape, (s) => [s.biasAct(s.upload(x, rows, cols), s.upload(bias, 1, cols), act)], [refBiasAct(x, bias, rows, cols, act === "relu")], out);
+    }
+    const dy = uniform(random, rows * cols);
+    await check(backend, "reluBackward", shape, (s) => [s.reluBackward(s.upload(dy, rows, cols), s.upload(x, rows, cols))], [refReluBackward(dy, x)], out);
+    // Logits with large per-row offsets: exp() overflows float32 without the max subtraction.
+    const logits = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const offset = (random() * 2 - 1) * 200;
+      for (let j = 0; j < cols; j++) logits[r * cols + j] = offset + 20 * (random() * 2 - 1);
+    }
+    const labels = new Uint32Array(rows);
+    for (let r = 0; r < rows; r++) labels[r] = Math.min(cols - 1, Math.floor(random() * cols));
+    const sx = refSoftmaxXent(logits, labels, rows, cols, 1 / rows);
+    await check(backend, "softmaxXent", shape, (s) => {
+      const r = s.softmaxXent(s.upload(logits, rows, cols), s.uploadLabels(labels), 1 / rows);
+      return [r.grad, r.loss];
+    }, [sx.grad, sx.loss], out);
+    const tgt = uniform(random, rows * cols);
+    const mse = refMseGrad(x, tgt, rows, cols, 0.5);
+    await check(backend, "mseGrad", shape, (s) => {
+      const r = s.mseGrad(s.upload(x, rows, cols), s.upload(tgt, rows, cols), 0.5);
+      return [r.grad, r.loss];
+    }, [mse.grad, mse.loss], out);
+    await check(backend, "colSum", shape, (s) => [s.colSum(s.upload(x, rows, cols), -0.25)], [refColSum(x, rows, cols, -0.25)], out);
+  }
+}
+
+/** A random batch for `job` (seeded). */
+function randomBatch(job: JobDefinition, rows: number, seed: number): Batch {
+  const random = randomSource(seed);
+  const x = new Float32Array(rows * job.inputDim);
+  for (let i = 0; i < x.length; i++) x[i] = random() < 0.25 ? random() : 0;
+  const labels = new Uint32Array(rows);
+  for (let r = 0; r < rows; r++) labels[r] = Math.min(job.classes - 1, Math.floor(random() * job.classes));
+  return { x, labels, size: rows };
+}
+
+async function testJobs(backend: ComputeBackend, o: Required<SelfTestOptions>, out: SelfTestResult[]): Promise<void> {
+  const ref = createRefBackend();
+  for (const { name, rows } of o.jobs) {
+    const job = JOBS[name];
+    if (job === undefined) continue;
+    const batch = randomBatch(job, rows, rows * 13 + name.length);
+    const params = job.init(7);
+    const random = randomSource(99);
+    for (let i = 0; i < params.length; i++) params[i] = (params[i] ?? 0) + 0.01 * (random() - 0.5);
+    const t0 = performance.now();
+    try {
+      const want = await job.meanGradient(ref, params, batch);
+      const got = await job.meanGradient(backend, params, batch);
+      const error = Math.max(relativeError(got.grad, want.grad), relativeError([got.loss], [want.loss]));
+      out.push({ backend: backend.kernel, kernel: `job ${name}`, shape: `${rows} rows`, error, ms: performance.now() - t0 });
+    } catch (e) {
+      out.push({ backend: backend.kernel, kernel: `job ${name}`, shape: `${rows} rows`, error: Number.NaN, ms: performance.now() - t0, failure: e instanceof Error ? e.message : String(e) });
+    }
+  }
+}
+
+/** Runs the self-test (see the file comment). */
+export async function gridSelfTest(options: SelfTestOptions = {}): Promise<SelfTestReport> {
+  const o: Required<SelfTestOptions> = { ...DEFAULT_OPTIONS, ...options };
+  const acquired = await acquireDevice({ label: "grid self-test" });
+  if (!acquired.ok) return { ok: false, reason: acquired.reason, adapter: null, results: [] };
+  const results: SelfTestResult[] = [];
+  for (const strategy of o.strategies) {
+    const backend = await createWgslBackend(acquired.device, { strategy, adapter: acquired.info.name, fallback: acquired.info.isFallback });
+    try {
+      await testOps(backend, o, results);
+      await testJobs(backend, o, results);
+    } finally {
+      backend.dispose();
+    }
+  }
+  if (o.cpu) {
+    const wasm = await createWasmBackend(distWasmPaths());
+    await testOps(wasm, o, results);
+    await testJobs(wasm, o, results);
+    wasm.dispose();
+  }
+  acquired.device.destroy();
   return { ok: true, adapter: acquired.info, results };
 }
 
-const ERROR_COLUMNS: readonly (keyof SelfTestErrors)[] = [
-  "linearForward",
-  "softmaxGrad",
-  "softmaxLoss",
-  "weightGrad",
-  "biasGrad",
-  "meanLoss",
-  "stepUpdate",
-  "stepLoss",
-];
+export interface BackendTestReport {
+  /** Each call: the kernel chosen, whether it came from the cache, what was measured. */
+  readonly runs: readonly { force: string; kernel: string; backend: string; cached: boolean; measuredMs: Record<string, number>; ms: number }[];
+  /** The IndexedDB record after the first (unforced) call. */
+  readonly stored: { kernel: string; measuredMs: Record<string, number> } | null;
+}
 
-/** Threshold the table highlights against (the e2e test asserts the same). */
+/** Selection twice unforced (measured, then cached), then forced cpu and forced webgpu. */
+export async function gridBackendTest(jobName: string, maxBatch: number): Promise<BackendTestReport> {
+  const job = JOBS[jobName];
+  if (job === undefined) throw new Error(`unknown job ${jobName}`);
+  await clearBackendChoices();
+  const runs: BackendTestReport["runs"][number][] = [];
+  let stored: BackendTestReport["stored"] = null;
+  for (const force of [null, null, "cpu", "webgpu"] as const) {
+    const t0 = performance.now();
+    const sel = await selectBackend(job, force, maxBatch, { wasmPaths: distWasmPaths() });
+    runs.push({ force: force ?? "none", kernel: sel.backend.kernel, backend: sel.backend.backend, cached: sel.cached, measuredMs: { ...sel.measuredMs }, ms: performance.now() - t0 });
+    sel.backend.dispose();
+    if (runs.length === 1) {
+      const dev = await acquireDevice();
+      const i = dev.ok ? dev.info : null;
+      const key = i ? [i.name, i.vendor, i.architecture, i.device, i.description].join("|") : "no-webgpu";
+      const rec = await getBackendChoice(key, job.name);
+      stored = rec === null ? null : { kernel: rec.kernel, measuredMs: { ...rec.measuredMs } };
+      if (dev.ok) dev.device.destroy();
+    }
+  }
+  return { runs, stored };
+}
+
+export interface TrainReport {
+  readonly kernel: string;
+  readonly losses: number[];
+  readonly metric: number;
+  readonly recoveries: number;
+  readonly events: readonly string[];
+  readonly ms: number;
+}
+
+/** Two fixed synthetic batches, alternated (the page has no shards; a fixed set is learnable, so the loss must fall). */
+function batches(job: JobDefinition, rows: number, seed: number): () => Batch {
+  const set = [randomBatch(job, rows, seed), randomBatch(job, rows, seed + 1)];
+  let n = 0;
+  return () => set[n++ % set.length] ?? set[0]!;
+}
+
+/**
+ * Trains `jobName` locally for `steps` steps on a WGSL backend (strategy
+ * `strategy`), destroying the device before step `destroyAt` (if ≥ 0), and
+ * reports the losses and the recoveries. linreg's metric (R² on a held-out
+ * synthetic batch) is computed with the job's own `evaluate`.
+ */
+export async function gridTrainLocal(jobName: string, steps: number, rows: number, destroyAt: number, strategy: MatmulStrategy | "wasm"): Promise<TrainReport> {
+  const job = JOBS[jobName];
+  if (job === undefined) throw new Error(`unknown job ${jobName}`);
+  let backend: ComputeBackend;
+  let destroy: () => void = () => {};
+  let recoveries = (): number => 0;
+  let events = (): readonly string[] => [];
+  if (strategy === "wasm") {
+    backend = await createWasmBackend(distWasmPaths());
+  } else {
+    const acq = await acquireDevice({ label: "grid train-local" });
+    if (!acq.ok) throw new Error(acq.reason);
+    const r = await createResilientWgslBackend(acq.device, acq.info.name, acq.info.isFallback, strategy, rows);
+    backend = r;
+    destroy = () => r.device.destroy();
+    recoveries = () => r.recoveries;
+    events = () => r.events;
+  }
+  const next = batches(job, rows, 1000);
+  const params = job.init(1);
+  const losses: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) {
+    if (i === destroyAt) destroy();
+    const { update, loss } = await job.step(backend, params, next(), job.learningRate);
+    for (let j = 0; j < params.length; j++) params[j] = (params[j] ?? 0) + (update[j] ?? 0);
+    losses.push(loss);
+  }
+  const ms = performance.now() - t0;
+  // Held-out data in the evaluate() format: uint8 pixels.
+  const test = randomBatch(job, 500, 424242);
+  const pixels = Uint8Array.from(test.x, (v) => Math.round(v * 255));
+  const metric = job.evaluate(params, pixels, Uint8Array.from(test.labels), test.size).value;
+  const report = { kernel: backend.kernel, losses, metric, recoveries: recoveries(), events: [...events()], ms };
+  backend.dispose();
+  return report;
+}
+
+declare global {
+  interface Window {
+    gridSelfTest?: typeof gridSelfTest;
+    gridBackendTest?: typeof gridBackendTest;
+    gridTrainLocal?: typeof gridTrainLocal;
+  }
+}
+
 const TOLERANCE = 1e-4;
 
 function cell(row: HTMLTableRowElement, text: string, tag: "td" | "th" = "td", bad = false): void {
@@ -250,34 +364,18 @@ function renderReport(report: SelfTestReport, status: HTMLElement, table: HTMLTa
     return;
   }
   const a = report.adapter;
-  const failures = report.results.filter((r) => !(r.maxError <= TOLERANCE)).length;
-  status.textContent =
-    `Adapter: ${a?.name ?? "?"} (vendor "${a?.vendor ?? ""}", architecture "${a?.architecture ?? ""}", ` +
-    `description "${a?.description ?? ""}"${a?.isFallback === true ? ", fallback" : ""}). ` +
-    `${report.results.length - failures}/${report.results.length} cases within ${TOLERANCE}.`;
+  const failures = report.results.filter((r) => !(r.error <= TOLERANCE)).length;
+  status.textContent = `Adapter: ${a?.name ?? "?"}${a?.isFallback === true ? " (fallback)" : ""}. ${report.results.length - failures}/${report.results.length} checks within ${TOLERANCE}.`;
   const head = table.createTHead().insertRow();
-  for (const title of ["batch", "inDim", "outDim", "WG", ...ERROR_COLUMNS, "step ms", "case ms"]) cell(head, title, "th");
+  for (const title of ["backend", "kernel", "shape", "rel. error", "ms"]) cell(head, title, "th");
   const body = table.createTBody();
   for (const r of report.results) {
     const row = body.insertRow();
-    cell(row, String(r.case.batch));
-    cell(row, String(r.case.inDim));
-    cell(row, String(r.case.outDim));
-    cell(row, String(r.workgroupSize));
-    if (r.errors === undefined) {
-      const el = document.createElement("td");
-      el.colSpan = ERROR_COLUMNS.length + 2;
-      el.className = "bad";
-      el.textContent = r.error ?? "failed";
-      row.appendChild(el);
-      continue;
-    }
-    for (const column of ERROR_COLUMNS) {
-      const e = r.errors[column];
-      cell(row, e.toExponential(2), "td", !(e <= TOLERANCE));
-    }
-    cell(row, r.stepMs.toFixed(1));
-    cell(row, r.ms.toFixed(0));
+    cell(row, r.backend);
+    cell(row, r.kernel);
+    cell(row, r.shape);
+    cell(row, r.failure ?? r.error.toExponential(2), "td", !(r.error <= TOLERANCE));
+    cell(row, r.ms.toFixed(1));
   }
 }
 
@@ -290,7 +388,7 @@ function setUpPage(): void {
   button.addEventListener("click", () => {
     button.disabled = true;
     status.textContent = "Running…";
-    gridSelfTest(DEFAULT_CASES)
+    gridSelfTest()
       .then((report) => renderReport(report, status, table))
       .catch((err: unknown) => {
         status.textContent = `Self-test failed: ${err instanceof Error ? err.message : String(err)}`;
@@ -302,4 +400,6 @@ function setUpPage(): void {
 }
 
 window.gridSelfTest = gridSelfTest;
+window.gridBackendTest = gridBackendTest;
+window.gridTrainLocal = gridTrainLocal;
 setUpPage();

@@ -1,17 +1,16 @@
 /**
  * CPU references for the softmax-regression kernels in `shaders/`: one
  * function per kernel, with the same inputs, outputs and layouts, plus the
- * whole step and a `SoftmaxBackend` built on them.
+ * whole step. The generic kernel library's references are in kernels-ref.ts.
  *
- * These are the test oracle for the WGSL kernels and the fallback for pages
- * without WebGPU; Node code (the coordinator) imports `linearForward` to
+ * These are the test oracle for the softmax-regression step; Node code (the coordinator) imports `linearForward` to
  * measure accuracy. So: no DOM, no WebGPU, no imports beyond types.
  *
  * Sums are accumulated in float64 and rounded to float32 once at the end.
  * Parameter layout (see backend.ts): `W` row-major `[inDim][outDim]`, then
  * `b` `[outDim]`.
  */
-import type { SoftmaxBackend, StepResult } from "./backend.ts";
+import type { StepResult } from "./backend.ts";
 
 /** Per-row softmax cross-entropy outputs. */
 export interface SoftmaxXentResult {
@@ -218,31 +217,4 @@ export function cpuSoftmaxStep(
   update.set(weightGrad(x, grad, batch, lr, inDim, outDim), 0);
   update.set(biasGrad(grad, batch, lr, outDim), inDim * outDim);
   return { update, loss: meanLoss(loss, batch) };
-}
-
-/**
- * A `SoftmaxBackend` for an `inDim → outDim` layer on the CPU references
- * (backend "cpu", kernel "cpu-reference", adapter "cpu"). Calls after
- * `dispose()` reject.
- */
-export function createCpuSoftmaxBackend(inDim: number, outDim: number): SoftmaxBackend {
-  checkDim("inDim", inDim, 1);
-  checkDim("outDim", outDim, 1);
-  let disposed = false;
-  return {
-    backend: "cpu",
-    kernel: "cpu-reference",
-    adapter: "cpu",
-    softmaxStep(params, x, labels, batch, lr) {
-      if (disposed) return Promise.reject(new Error("CPU softmax backend is disposed"));
-      try {
-        return Promise.resolve(cpuSoftmaxStep(params, x, labels, batch, lr, inDim, outDim));
-      } catch (err) {
-        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-      }
-    },
-    dispose() {
-      disposed = true;
-    },
-  };
 }

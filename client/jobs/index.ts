@@ -1,3 +1,7 @@
-export type { JobDefinition, Batch, Metric } from "./job.ts";
+export type { JobDefinition, JobSpec, Batch, Metric, Gradient } from "./job.ts";
+export { defineJob, sliceBatch } from "./job.ts";
+export { sgd, momentum, adam, type Optimizer, type OptimizerState } from "./optimizers.ts";
 export { mnistSoftmax } from "./mnist-softmax.ts";
+export { mnistMlp } from "./mnist-mlp.ts";
+export { linreg } from "./linreg.ts";
 export { JOBS } from "./registry.ts";

@@ -1,15 +1,15 @@
 /**
- * Job `mnist-softmax`: softmax regression on MNIST, 784×10 weights and 10
- * biases, plain minibatch SGD. The gradient step runs on the page's backend
- * (WGSL kernels in shaders/, or the CPU reference); the test metric is the
- * accuracy on the 10k test images.
+ * Job `mnist-softmax`: softmax regression on MNIST, 784×10 weights then 10
+ * biases, plain minibatch SGD. Gradient: logits = X·W + b; G = softmax − onehot
+ * (scaled by 1/B); dW = Xᵀ·G; db = Σ_rows G. Metric: accuracy on the test images.
  */
-import type { JobDefinition, Metric } from "./job.ts";
+import { defineJob, type Metric } from "./job.ts";
+import { sgd } from "./optimizers.ts";
 
 const IN = 784;
 const OUT = 10;
 
-export const mnistSoftmax: JobDefinition = {
+export const mnistSoftmax = defineJob({
   name: "mnist-softmax",
   dataset: "mnist",
   inputDim: IN,
@@ -18,13 +18,31 @@ export const mnistSoftmax: JobDefinition = {
   batch: 128,
   learningRate: 0.5,
   targetAccuracy: 0.9,
+  optimizer: sgd(),
   init(): Float32Array {
     // Softmax regression is convex: zeros are a fine, seed-independent start.
     return new Float32Array(IN * OUT + OUT);
   },
-  step(backend, params, batch, lr) {
-    return backend.softmaxStep(params, batch.x, batch.labels, batch.size, lr);
+  async gradient(s, params, batch) {
+    const B = batch.size;
+    const x = s.upload(batch.x, B, IN);
+    const w = s.upload(params.subarray(0, IN * OUT), IN, OUT);
+    const b = s.upload(params.subarray(IN * OUT), 1, OUT);
+    const logits = s.biasAct(s.matmul(x, w), b, "none");
+    const { grad, loss } = s.softmaxXent(logits, s.uploadLabels(batch.labels), 1 / B);
+    const dw = s.matmul(x, grad, { transA: true });
+    const db = s.colSum(grad, 1);
+    const meanLoss = s.colSum(loss, 1 / B);
+    const [gw, gb, l] = await s.read(dw, db, meanLoss);
+    const out = new Float32Array(IN * OUT + OUT);
+    out.set(gw ?? [], 0);
+    out.set(gb ?? [], IN * OUT);
+    return { grad: out, loss: l?.[0] ?? Number.NaN };
   },
+  matmulShapes: (rows) => [
+    [rows, OUT, IN],
+    [IN, OUT, rows],
+  ],
   evaluate(params, pixels, labels, count): Metric {
     let correct = 0;
     let lossSum = 0;
@@ -57,4 +75,4 @@ export const mnistSoftmax: JobDefinition = {
     }
     return { name: "accuracy", value: count > 0 ? correct / count : 0, loss: count > 0 ? lossSum / count : 0 };
   },
-};
+});

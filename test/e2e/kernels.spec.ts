@@ -1,32 +1,20 @@
 /**
- * The WGSL softmax-regression kernels against their CPU references, on the
- * real adapter of the test Chromium (SwiftShader in CI). Serves the built
+ * The kernel library on the real adapter of the test Chromium (SwiftShader in
+ * CI): every WGSL kernel and the CPU path (TF.js WASM) against the TypeScript
+ * references on awkward shapes; backend selection by measurement (a candidate,
+ * cached, overridable); training through `device.destroy()`. Serves the built
  * `dist/` itself: run `npx vite build` first.
  */
 import { test, expect } from "@playwright/test";
 import { existsSync } from "node:fs";
 import { request } from "node:http";
 import { resolve } from "node:path";
-import type { SelfTestCase, SelfTestReport } from "../../client/selftest.ts";
+import type { SelfTestReport, BackendTestReport, TrainReport } from "../../client/selftest.ts";
 import { serveDist, type StaticServer } from "../support/static-server.ts";
 
-/** The built site; `GRID_DIST` overrides it (e.g. a build of selftest.html alone). */
+/** The built site; `GRID_DIST` overrides it. */
 const DIST = resolve(process.env["GRID_DIST"] ?? resolve(import.meta.dirname, "../../dist"));
 const TOLERANCE = 1e-4;
-
-/** Awkward and realistic shapes; SwiftShader is slow, so they stay modest. */
-const CASES: readonly SelfTestCase[] = [
-  { batch: 1, inDim: 1, outDim: 1 },
-  { batch: 2, inDim: 3, outDim: 1 },
-  { batch: 1, inDim: 784, outDim: 10 },
-  { batch: 7, inDim: 13, outDim: 5 },
-  { batch: 7, inDim: 13, outDim: 5, workgroupSize: 1 },
-  { batch: 255, inDim: 13, outDim: 3, workgroupSize: 48 },
-  { batch: 65, inDim: 31, outDim: 17, workgroupSize: 32, logitScale: 80 },
-  { batch: 300, inDim: 5, outDim: 200 },
-  { batch: 128, inDim: 784, outDim: 10, lr: 0.5 },
-  { batch: 512, inDim: 784, outDim: 10, lr: 0.01 },
-];
 
 let server: StaticServer;
 
@@ -51,39 +39,72 @@ test("the page has a WebGPU adapter", async ({ page }) => {
   expect(adapter, "navigator.gpu.requestAdapter() returned no adapter").not.toBeNull();
 });
 
-test("every kernel and the full step match the CPU reference", async ({ page }) => {
+test("every WGSL kernel and the CPU path match the TypeScript references", async ({ page }) => {
   const pageErrors: string[] = [];
   page.on("pageerror", (err) => pageErrors.push(err.message));
   await page.goto(`${server.url}/selftest.html`);
   await page.waitForFunction(() => typeof window.gridSelfTest === "function");
-
   const started = Date.now();
-  const report: SelfTestReport = await page.evaluate(async (cases) => {
+  const report: SelfTestReport = await page.evaluate(async () => {
     const run = window.gridSelfTest;
     if (run === undefined) throw new Error("gridSelfTest is not installed");
-    return run(cases);
-  }, CASES);
-  const elapsed = Date.now() - started;
-
+    return run({});
+  });
   expect(report.ok, report.reason).toBe(true);
-  expect(report.results).toHaveLength(CASES.length);
-  console.log(`adapter: ${JSON.stringify(report.adapter)}; ${CASES.length} cases in ${elapsed} ms`);
+  let worst = 0;
+  for (const r of report.results) worst = Math.max(worst, Number.isNaN(r.error) ? Infinity : r.error);
+  console.log(`adapter ${report.adapter?.name}: ${report.results.length} checks in ${Date.now() - started} ms, worst rel err ${worst.toExponential(2)}`);
+  const backends = new Set(report.results.map((r) => r.backend));
+  expect([...backends].sort()).toEqual(["wasm-xnnpack", "wgsl-naive", "wgsl-tiled", "wgsl-vec4"]);
   for (const r of report.results) {
-    const shape = `B=${r.case.batch} in=${r.case.inDim} out=${r.case.outDim} WG=${r.workgroupSize}`;
-    console.log(
-      `${shape}: max rel err ${r.maxError.toExponential(2)}, step ${r.stepMs.toFixed(1)} ms, case ${r.ms.toFixed(0)} ms` +
-        (r.errors ? ` ${JSON.stringify(r.errors)}` : ` error: ${r.error ?? "?"}`),
-    );
+    const what = `${r.backend} ${r.kernel} ${r.shape}`;
+    expect(r.failure, what).toBeUndefined();
+    expect(r.error, what).toBeLessThanOrEqual(TOLERANCE);
   }
-  for (const r of report.results) {
-    const shape = `B=${r.case.batch} in=${r.case.inDim} out=${r.case.outDim} WG=${r.workgroupSize}`;
-    expect(r.error, `${shape} threw`).toBeUndefined();
-    expect(r.errors, shape).toBeDefined();
-    for (const [kernel, error] of Object.entries(r.errors ?? {})) {
-      expect(error, `${shape} ${kernel}`).toBeLessThanOrEqual(TOLERANCE);
-    }
+  // Every job's whole gradient was compared on every backend.
+  for (const job of ["mnist-softmax", "mnist-mlp", "linreg"]) {
+    expect(report.results.filter((r) => r.kernel === `job ${job}`)).toHaveLength(4);
   }
   expect(pageErrors).toEqual([]);
+});
+
+test("the backend is chosen by measurement among the candidates, cached, and forced by ?backend=", async ({ page }) => {
+  await page.goto(`${server.url}/selftest.html`);
+  await page.waitForFunction(() => typeof window.gridBackendTest === "function");
+  const report: BackendTestReport = await page.evaluate(() => window.gridBackendTest!("mnist-mlp", 64));
+  console.log(JSON.stringify(report));
+  const [first, second, cpu, webgpu] = report.runs;
+  const candidates = ["wgsl-vec4", "wgsl-tiled", "wasm-xnnpack"];
+  expect(Object.keys(first!.measuredMs).sort()).toEqual([...candidates].sort());
+  expect(candidates).toContain(first!.kernel);
+  // The winner is the fastest measured candidate.
+  const fastest = Object.entries(first!.measuredMs).sort((a, b) => a[1] - b[1])[0]![0];
+  expect(first!.kernel).toBe(fastest);
+  expect(first!.cached).toBe(false);
+  expect(report.stored?.kernel).toBe(first!.kernel);
+  // Second call: from IndexedDB, same kernel, no timing.
+  expect(second!.cached).toBe(true);
+  expect(second!.kernel).toBe(first!.kernel);
+  // ?backend=cpu and ?backend=webgpu override the measured choice.
+  expect(cpu!.backend).toBe("cpu");
+  expect(cpu!.kernel).toBe("wasm-xnnpack");
+  expect(webgpu!.backend).toBe("webgpu");
+  expect(["wgsl-vec4", "wgsl-tiled"]).toContain(webgpu!.kernel);
+  expect(first!.ms).toBeLessThan(8000);
+});
+
+test("training continues on a re-acquired device after device.destroy()", async ({ page }) => {
+  await page.goto(`${server.url}/selftest.html`);
+  await page.waitForFunction(() => typeof window.gridTrainLocal === "function");
+  const report: TrainReport = await page.evaluate(() => window.gridTrainLocal!("mnist-softmax", 12, 64, 5, "vec4"));
+  console.log(JSON.stringify({ ...report, losses: report.losses.map((l) => +l.toFixed(4)) }));
+  expect(report.recoveries).toBe(1);
+  expect(report.events.some((e) => /device lost/.test(e))).toBe(true);
+  expect(report.events.some((e) => /re-acquired/.test(e))).toBe(true);
+  expect(report.losses).toHaveLength(12);
+  for (const l of report.losses) expect(Number.isFinite(l)).toBe(true);
+  // Training went on from the same parameters: the loss keeps falling across the loss.
+  expect(report.losses[11]!).toBeLessThan(report.losses[0]!);
 });
 
 test("the static server refuses paths outside dist", async () => {

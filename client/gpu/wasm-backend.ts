@@ -1,0 +1,199 @@
+/**
+ * The CPU path: the kernel library's ops on TensorFlow.js's WASM backend
+ * (XNNPACK SIMD matrix multiplies; threads only where the page is
+ * cross-origin isolated and the threaded binary is served). Backend "cpu",
+ * kernel "wasm-xnnpack".
+ *
+ * Contract:
+ * - `createWasmBackend(paths)` initializes TF.js's "wasm" backend with the
+ *   .wasm binaries at `paths` (URLs served from dist/ in the browser, file
+ *   paths in Node) and rejects when WASM cannot start.
+ * - TF.js keeps one global engine: every session makes "wasm" the active
+ *   backend before it runs, so other TF.js users of the same realm (the bench
+ *   page) cannot pull it onto another backend.
+ * - Every session first yields one macrotask (see `yieldToEventLoop`).
+ * - Every tf.Tensor a session creates is disposed when it reads (or throws).
+ * - `Aᵀ·B` transposes A explicitly before the multiply: measured 3.6 ms
+ *   against 25 ms for `matMul(a, b, true)` at 784×128·128×256 in TF.js 4.22.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import {
+  checkBias,
+  checkDim,
+  checkLabels,
+  checkSameShape,
+  matmulShape,
+  type ComputeBackend,
+  type Session,
+  type Tensor,
+  yieldToEventLoop,
+} from "./backend.ts";
+
+/** Where the three TF.js WASM binaries are. */
+export interface WasmPaths {
+  readonly "tfjs-backend-wasm.wasm": string;
+  readonly "tfjs-backend-wasm-simd.wasm": string;
+  readonly "tfjs-backend-wasm-threaded-simd.wasm": string;
+}
+
+interface WasmTensor extends Tensor {
+  readonly t: tf.Tensor;
+}
+
+let ready: Promise<void> | null = null;
+
+/** Starts TF.js's WASM backend once per realm. */
+export function initTfWasm(paths: WasmPaths | string): Promise<void> {
+  ready ??= (async () => {
+    setWasmPaths(typeof paths === "string" ? paths : { ...paths });
+    // The wasm backend registers itself when its module is imported.
+    await import("@tensorflow/tfjs-backend-wasm");
+    if (!(await tf.setBackend("wasm"))) throw new Error("TF.js could not start its WASM backend");
+    await tf.ready();
+  })();
+  ready.catch(() => {
+    ready = null;
+  });
+  return ready;
+}
+
+function session(): Session {
+  const owned: tf.Tensor[] = [];
+  let open = true;
+  const wrap = (t: tf.Tensor, rows: number, cols: number, dtype: "f32" | "u32" = "f32"): WasmTensor => {
+    owned.push(t);
+    return { rows, cols, dtype, t };
+  };
+  const alive = (): void => {
+    if (!open) throw new Error("session already read");
+  };
+  const raw = (x: Tensor): tf.Tensor => (x as WasmTensor).t;
+  return {
+    upload(data, rows, cols) {
+      alive();
+      checkDim("rows", rows);
+      checkDim("cols", cols);
+      if (data.length !== rows * cols) throw new Error(`upload: ${data.length} values for ${rows}×${cols}`);
+      return wrap(tf.tensor2d(data, [rows, cols], "float32"), rows, cols);
+    },
+    uploadLabels(labels) {
+      alive();
+      checkDim("rows", labels.length);
+      return wrap(tf.tensor1d(Int32Array.from(labels), "int32"), labels.length, 1, "u32");
+    },
+    matmul(a, b, o = {}) {
+      alive();
+      const { m, n } = matmulShape(a, b, o);
+      const alpha = o.alpha ?? 1;
+      const c = tf.tidy(() => {
+        const left = o.transA === true ? tf.transpose(raw(a)) : raw(a);
+        const prod = tf.matMul(left as tf.Tensor2D, raw(b) as tf.Tensor2D, false, o.transB === true);
+        return alpha === 1 ? prod : tf.mul(prod, alpha);
+      });
+      return wrap(c, m, n);
+    },
+    biasAct(x, bias, act) {
+      alive();
+      checkBias(x, bias);
+      const y = tf.tidy(() => {
+        const s = tf.add(raw(x), raw(bias));
+        return act === "relu" ? tf.relu(s) : s;
+      });
+      return wrap(y, x.rows, x.cols);
+    },
+    reluBackward(dy, y) {
+      alive();
+      checkSameShape("reluBackward", dy, y);
+      return wrap(tf.tidy(() => tf.mul(raw(dy), tf.step(raw(y), 0))), dy.rows, dy.cols);
+    },
+    softmaxXent(logits, labels, scale) {
+      alive();
+      checkLabels(logits, labels);
+      const [grad, loss] = tf.tidy(() => {
+        const z = raw(logits);
+        const logp = tf.sub(z, tf.logSumExp(z, 1, true));
+        // tf.oneHot needs depth ≥ 2; with one class every label is 0.
+        const onehot = logits.cols === 1 ? tf.onesLike(z) : tf.cast(tf.oneHot(raw(labels) as tf.Tensor1D, logits.cols), "float32");
+        const l = tf.reshape(tf.neg(tf.sum(tf.mul(logp, onehot), 1)), [logits.rows, 1]);
+        const g = tf.mul(tf.sub(tf.exp(logp), onehot), scale);
+        return [g, l];
+      });
+      return { grad: wrap(grad, logits.rows, logits.cols), loss: wrap(loss, logits.rows, 1) };
+    },
+    mseGrad(pred, target, scale) {
+      alive();
+      checkSameShape("mseGrad", pred, target);
+      const [grad, loss] = tf.tidy(() => {
+        const d = tf.sub(raw(pred), raw(target));
+        return [tf.mul(d, scale), tf.mul(tf.sum(tf.square(d), 1, true), 0.5)];
+      });
+      return { grad: wrap(grad, pred.rows, pred.cols), loss: wrap(loss, pred.rows, 1) };
+    },
+    colSum(m, scale) {
+      alive();
+      return wrap(tf.tidy(() => tf.mul(tf.sum(raw(m), 0, true), scale)), 1, m.cols);
+    },
+    async read(...tensors) {
+      alive();
+      open = false;
+      try {
+        const out: Float32Array[] = [];
+        for (const t of tensors) {
+          const d = await raw(t).data();
+          out.push(d instanceof Float32Array ? d : Float32Array.from(d));
+        }
+        return out;
+      } finally {
+        for (const t of owned) t.dispose();
+      }
+    },
+  };
+}
+
+/**
+ * The CPU path on TF.js WASM; `maxRows` bounds the rows of one session.
+ * Rejects when the WASM backend cannot start.
+ */
+export async function createWasmBackend(paths: WasmPaths | string, maxRows = 4096): Promise<ComputeBackend> {
+  await initTfWasm(paths);
+  let rows = maxRows;
+  let disposed = false;
+  let tail: Promise<unknown> = Promise.resolve();
+  return {
+    backend: "cpu",
+    kernel: "wasm-xnnpack",
+    adapter: "cpu",
+    get maxRows() {
+      return rows;
+    },
+    session(body) {
+      const run = tail.then(async () => {
+        await yieldToEventLoop();
+        if (disposed) throw new Error("WASM backend is disposed");
+        if (tf.getBackend() !== "wasm") await tf.setBackend("wasm");
+        const s = session();
+        try {
+          return await body(s);
+        } finally {
+          // A body that threw before reading still frees its tensors.
+          try {
+            await s.read();
+          } catch {
+            /* already read */
+          }
+        }
+      });
+      tail = run.catch(() => undefined);
+      return run;
+    },
+    shrink() {
+      if (rows <= 1) return false;
+      rows = Math.floor(rows / 2);
+      return true;
+    },
+    dispose() {
+      disposed = true;
+    },
+  };
+}
