@@ -27,6 +27,8 @@ export interface CoordinatorConfig {
   readonly learningRate: number | null;
   readonly evalEvery: number;
   readonly build: boolean;
+  /** Drop stragglers from the view (default) or only mark them. */
+  readonly dropStragglers: boolean;
   /** Folder of the built pages (default dist/ beside the sources). */
   readonly dist: string | null;
 }
@@ -50,6 +52,7 @@ export const COORDINATOR_FLAGS = {
   "eval-every": { type: "string" },
   "no-build": { type: "boolean" },
   dist: { type: "string" },
+  "drop-stragglers": { type: "string" },
 } as const;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
@@ -66,6 +69,13 @@ function num(name: string, v: string | undefined, min: number, max: number): num
   if (v.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${name} wants a number, got "${v}"`);
   if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${n}`);
   return n;
+}
+
+function onOff(name: string, v: string | undefined, def: boolean): boolean {
+  if (v === undefined) return def;
+  if (v === "on") return true;
+  if (v === "off") return false;
+  throw new UsageError(`--${name} must be on or off, got "${v}"`);
 }
 
 /** Parse coordinator flags from already-split values (see `parseCoordinatorArgs`). */
@@ -107,6 +117,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
     evalEvery: int("eval-every", str("eval-every"), 10, 1, 1_000_000),
     build: values["no-build"] !== true && str("dist") === undefined,
     dist: str("dist") ?? null,
+    dropStragglers: onOff("drop-stragglers", str("drop-stragglers"), true),
   };
 }
 

@@ -57,6 +57,7 @@ export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) 
     learningRate: cfg.learningRate ?? job.learningRate,
     store,
     log,
+    dropStragglers: cfg.dropStragglers,
   });
   const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: cfg.dist ?? join(ROOT, "dist"), run, log });
   return { server, run };

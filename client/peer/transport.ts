@@ -38,6 +38,8 @@ export interface TransportOptions {
 interface Link {
   conn: DataConnection;
   open: boolean;
+  /** When this side dialed or accepted; a link not open within OPEN_TIMEOUT_MS is retried. */
+  readonly since: number;
   lastHeard: number;
   sendChain: Promise<void>;
   reassembler: Reassembler;
@@ -49,6 +51,8 @@ const LOW_WATER = 256 * 1024;
 const HEARTBEAT_MS = 1000;
 const SILENT_MS = 5000;
 const MAX_REJECTS = 50;
+/** A dialed link that is not open by then is closed and dialed again (the peer may not have been registered yet). */
+const OPEN_TIMEOUT_MS = 4000;
 
 export class PeerTransport {
   private readonly peer: Peer;
@@ -78,7 +82,12 @@ export class PeerTransport {
       this.peer.once("error", (e) => reject(e instanceof Error ? e : new Error(String(e))));
     });
     this.peer.on("connection", (conn) => this.adopt(conn));
-    this.peer.on("error", (e) => opts.log(`peer: ${e instanceof Error ? e.message : String(e)}`));
+    this.peer.on("error", (e) => {
+      // "peer-unavailable" (dialed before the other side registered) is retried
+      // by the open timeout below; everything else is logged.
+      const type = typeof e === "object" && e !== null && "type" in e ? String(e.type) : "";
+      if (type !== "peer-unavailable") opts.log(`peer: ${e instanceof Error ? e.message : String(e)}`);
+    });
     this.timer = setInterval(() => this.heartbeat(), HEARTBEAT_MS);
   }
 
@@ -122,6 +131,7 @@ export class PeerTransport {
     const link: Link = {
       conn,
       open: false,
+      since: performance.now(),
       lastHeard: performance.now(),
       sendChain: Promise.resolve(),
       reassembler: new Reassembler({ maxMessageBytes: this.opts.maxMessageBytes, maxPendingMessages: 64, timeoutMs: 30_000 }),
@@ -189,7 +199,10 @@ export class PeerTransport {
     const now = performance.now();
     for (const [peerId, link] of this.links) {
       link.reassembler.expire();
-      if (!link.open) continue;
+      if (!link.open) {
+        if (now - link.since > OPEN_TIMEOUT_MS) this.lose(peerId, link, "did not open in time");
+        continue;
+      }
       if (now - link.lastHeard > SILENT_MS) {
         this.lose(peerId, link, `silent for ${Math.round(now - link.lastHeard)} ms`);
         continue;
