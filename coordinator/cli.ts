@@ -27,6 +27,8 @@ export interface CoordinatorConfig {
   readonly learningRate: number | null;
   readonly evalEvery: number;
   readonly build: boolean;
+  /** Least ms between two test evaluations (0: evaluate every upload; experiments). */
+  readonly evalIntervalMs: number;
   /** Drop stragglers from the view (default) or only mark them. */
   readonly dropStragglers: boolean;
   /** Folder of the built pages (default dist/ beside the sources). */
@@ -53,6 +55,7 @@ export const COORDINATOR_FLAGS = {
   "no-build": { type: "boolean" },
   dist: { type: "string" },
   "drop-stragglers": { type: "string" },
+  "eval-interval": { type: "string" },
 } as const;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
@@ -117,6 +120,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
     evalEvery: int("eval-every", str("eval-every"), 10, 1, 1_000_000),
     build: values["no-build"] !== true && str("dist") === undefined,
     dist: str("dist") ?? null,
+    evalIntervalMs: int("eval-interval", str("eval-interval"), 1000, 0, 600_000),
     dropStragglers: onOff("drop-stragglers", str("drop-stragglers"), true),
   };
 }

@@ -442,7 +442,8 @@ export class JobRun {
     // so many fast steps never starve the control traffic and shard serving.
     const since = this.now() - this.lastEvalAt;
     const force = this.finishing !== null;
-    if (!force && since < Math.max(this.opts.minEvalIntervalMs ?? 1000, 10 * this.lastEvalMs)) {
+    const interval = this.opts.minEvalIntervalMs ?? 1000;
+    if (!force && interval > 0 && since < Math.max(interval, 10 * this.lastEvalMs)) {
       this.latest = { clock: r.value.clock, params: r.value.params };
       return null;
     }

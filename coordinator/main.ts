@@ -58,6 +58,7 @@ export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) 
     store,
     log,
     dropStragglers: cfg.dropStragglers,
+    minEvalIntervalMs: cfg.evalIntervalMs,
   });
   const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: cfg.dist ?? join(ROOT, "dist"), run, log });
   return { server, run };

@@ -104,7 +104,8 @@ export function attachStatusStream(app: Express, run: JobRun): void {
       clients.delete(res);
       if (clients.size === 0) stop();
     };
-    req.on("close", drop);
+    // The response's "close" fires when the client goes (the request's may fire once its empty body is read).
+    res.on("close", drop);
     res.on("error", drop);
   });
 }
