@@ -414,7 +414,9 @@ class TrainingWorker {
       // ?slowdown=F: a fixed extra delay per step, (F - 1) × the step time measured at join.
       let idle = this.slowdown > 1 ? (this.slowdown - 1) * this.baseStepMs : 0;
       if (this.throttle < 1) idle += (computeMs + idle) * (1 / this.throttle - 1);
-      if (idle > 0) await sleep(idle);
+      // Always yield a macrotask: comlink calls (pause, views, peers' updates)
+      // are handled between steps even when a step never awaited anything.
+      await sleep(Math.max(0, idle));
       // The step time the coordinator compares across workers: what this
       // worker needs per step, gate waiting excluded, averaged over the steps
       // since the last report.

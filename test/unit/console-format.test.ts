@@ -202,13 +202,19 @@ describe("sorting", () => {
   it("has one column per documented worker field plus lag", () => {
     expect(COLUMNS.map((c) => c.key)).toEqual([
       "id", "name", "state", "clock", "lag", "stepsPerSec", "batch", "examplesPerSec",
-      "backend", "kernel", "adapter", "lastSeenMs", "digest",
+      "backend", "kernel", "adapter", "bytesIn", "bytesOut", "peers", "lastSeenMs", "digest",
     ]);
     const w = worker("w1", 7, { name: "<b>x</b>" });
     const text = Object.fromEntries(COLUMNS.map((c) => [c.key, c.text(w, ctx)]));
     expect(text["name"]).toBe("<b>x</b>"); // escaped by textContent, not here
     expect(text["lag"]).toBe("3");
     expect(text["backend"]).toBe(MISSING);
+    expect(text["bytesIn"]).toBe(MISSING);
+    const paused = worker("w2", 9, { paused: true, bytesIn: 1_234_567, bytesOut: 999, peers: 2 });
+    expect(COLUMNS.find((c) => c.key === "state")?.text(paused, ctx)).toBe("active (paused)");
+    expect(COLUMNS.find((c) => c.key === "bytesIn")?.text(paused, ctx)).toBe("1.23 MB");
+    expect(COLUMNS.find((c) => c.key === "bytesOut")?.text(paused, ctx)).toBe("999 B");
+    expect(COLUMNS.find((c) => c.key === "peers")?.text(paused, ctx)).toBe("2");
   });
 });
 
