@@ -13,6 +13,7 @@
 import { defineJob, type Metric } from "./job.ts";
 import { momentum } from "./optimizers.ts";
 import { fillNormal, uniformSource } from "./random.ts";
+import { scoreLogits } from "./scoring.ts";
 
 const IN = 784;
 const HID = 256;
@@ -104,20 +105,9 @@ export const mnistMlp = defineJob({
         const w = j * OUT;
         for (let k = 0; k < OUT; k++) logits[k]! += hv * w2[w + k]!;
       }
-      let best = 0;
-      let max = -Infinity;
-      for (let k = 0; k < OUT; k++) {
-        const l = logits[k] ?? 0;
-        if (l > max) {
-          max = l;
-          best = k;
-        }
-      }
-      let zs = 0;
-      for (let k = 0; k < OUT; k++) zs += Math.exp((logits[k] ?? 0) - max);
-      const label = labels[n] ?? 0;
-      lossSum += Math.log(zs) - ((logits[label] ?? 0) - max);
-      if (best === label) correct++;
+      const sc = scoreLogits(logits, OUT, labels[n] ?? 0);
+      lossSum += sc.loss;
+      if (sc.correct) correct++;
     }
     return { name: "accuracy", value: count > 0 ? correct / count : 0, loss: count > 0 ? lossSum / count : 0 };
   },

@@ -5,6 +5,7 @@
  */
 import { defineJob, type Metric } from "./job.ts";
 import { sgd } from "./optimizers.ts";
+import { scoreLogits } from "./scoring.ts";
 
 const IN = 784;
 const OUT = 10;
@@ -58,20 +59,9 @@ export const mnistSoftmax = defineJob({
         const w = i * OUT;
         for (let k = 0; k < OUT; k++) logits[k] = (logits[k] ?? 0) + v * (params[w + k] ?? 0);
       }
-      let best = 0;
-      let max = -Infinity;
-      for (let k = 0; k < OUT; k++) {
-        const l = logits[k] ?? 0;
-        if (l > max) {
-          max = l;
-          best = k;
-        }
-      }
-      let z = 0;
-      for (let k = 0; k < OUT; k++) z += Math.exp((logits[k] ?? 0) - max);
-      const label = labels[n] ?? 0;
-      lossSum += Math.log(z) - ((logits[label] ?? 0) - max);
-      if (best === label) correct++;
+      const sc = scoreLogits(logits, OUT, labels[n] ?? 0);
+      lossSum += sc.loss;
+      if (sc.correct) correct++;
     }
     return { name: "accuracy", value: count > 0 ? correct / count : 0, loss: count > 0 ? lossSum / count : 0 };
   },
