@@ -71,11 +71,13 @@ test("three volunteers train mnist-softmax to 0.90 with updates over DataChannel
     expect(w.adapter).toBe("swiftshader");
   }
 
-  // Updates crossed the DataChannels: every worker sent and received bytes, at
-  // least one full update (7850 floats) per clock to each of its two peers.
+  // Updates crossed the DataChannels: every worker sent and received bytes, a
+  // full update (7850 floats) per clock to each of its two peers. The counts
+  // come with the last clock report, which may precede the last few updates.
+  const update = 7850 * 4;
   for (const w of active) {
-    expect(w.bytesOut).toBeGreaterThan(2 * 7850 * 4 * (w.clock - 1));
-    expect(w.bytesIn).toBeGreaterThan(7850 * 4 * (w.clock - 1));
+    expect(w.bytesOut).toBeGreaterThan(2 * update * (w.clock - 5));
+    expect(w.bytesIn).toBeGreaterThan(2 * update * (w.clock - 5));
   }
   // The pages count the same bytes the coordinator reports.
   for (const page of pages) {
