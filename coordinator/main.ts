@@ -34,7 +34,7 @@ export function ensureClientBuilt(log: (l: string) => void): void {
   if (built >= src) return;
   log(built === 0 ? "building the client (dist/ is missing)..." : "rebuilding the client (sources changed)...");
   const vite = join(ROOT, "node_modules", ".bin", "vite");
-  const r = spawnSync(vite, ["build", "--logLevel", "warn"], { cwd: ROOT, stdio: "inherit" });
+  const r = spawnSync(vite, ["build", "--logLevel", "error"], { cwd: ROOT, stdio: "inherit" });
   if (r.status !== 0) throw new Error("vite build failed");
 }
 
