@@ -343,6 +343,10 @@ async function main(): Promise<void> {
       send({ type: "digest", digest: d, vector });
       ui.setState("done: replica digest reported");
     },
+    ready(): void {
+      log("snapshot and data loaded; entering the staleness gate");
+      send({ type: "ready" });
+    },
     unavailable(id: string, clock: number): void {
       log(`no peer holds u(${id},${clock}); asking the coordinator to lower ${id}'s cut`);
       send({ type: "missing", id, clock });

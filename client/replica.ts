@@ -101,6 +101,13 @@ export class Replica {
     return gateOpen(this.clock, this.view.active, (id) => this.vector(id), this.view.consistency);
   }
 
+  /** The smallest V[j] over the workers in the gate (active, not syncing). */
+  gateMin(): number {
+    let min = Infinity;
+    for (const m of this.view.active) if (!m.syncing) min = Math.min(min, this.vector(m.id));
+    return Number.isFinite(min) ? min : 0;
+  }
+
   /** Active workers that hold this replica's next step back. */
   blockers(): string[] {
     return blockers(this.clock, this.view.active, (id) => this.vector(id), this.view.consistency);

@@ -42,6 +42,8 @@ export interface WorkerCallbacks {
   digest(d: Digest, vector: Record<string, number>): void;
   /** The replica lacks these updates of `id` (after a cut or a join): ask peers. */
   missing(id: string, fromClock: number): void;
+  /** A syncing joiner has its snapshot and data: tell the coordinator it can enter the gate. */
+  ready(): void;
   /** No peer sent u(id, clock) (at or below id's cut) for a while: tell the coordinator. */
   unavailable(id: string, clock: number): void;
   log(line: string): void;
@@ -87,6 +89,9 @@ class TrainingWorker {
   /** Incremented by every start() and stop(): a loop of an older generation exits. */
   private generation = 0;
   private throttle = 1;
+  /** In the view as a syncing joiner: not in anyone's gate, not stepping yet. */
+  private syncing = false;
+  private readySent = false;
   private baseSamples: number[] = [];
   /** Largest (clock + 1) − min V[j] at the start of a step: the lead over the slowest, ≤ s + 1 by the gate. */
   private maxLead = 0;
@@ -132,6 +137,7 @@ class TrainingWorker {
     this.resample();
     this.replica = new Replica(welcome.workerId, job.init(welcome.job.seed), view);
     this.ready = !welcome.needsSnapshot;
+    this.readySent = false;
     this.setView(view);
     if (this.pendingAssign) {
       const a = this.pendingAssign;
@@ -170,6 +176,8 @@ class TrainingWorker {
 
   setView(view: ViewMessage): void {
     this.viewState = view.state;
+    const self = view.active.find((m) => m.id === this.welcome?.workerId);
+    this.syncing = self?.syncing === true;
     this.evaluator = view.evaluator;
     if (this.replica && this.cb) {
       const { missing, unrevertable } = this.replica.setView(view);
@@ -360,6 +368,17 @@ class TrainingWorker {
         await this.waitForChange(250);
         continue;
       }
+      if (this.syncing) {
+        // Snapshot in, data in: ask to enter the gate; the view that clears
+        // `syncing` also moves this worker's start clock up to the others'.
+        if (!this.readySent && this.sampler.examples > 0) {
+          this.readySent = true;
+          cb.ready();
+        }
+        this.report("loading");
+        await this.waitForChange(250);
+        continue;
+      }
       if (this.paused || this.viewState === "paused" || this.viewState === "waiting") {
         this.report("paused");
         await this.waitForChange(500);
@@ -387,7 +406,7 @@ class TrainingWorker {
         await this.waitForChange(250);
         continue;
       }
-      this.maxLead = Math.max(this.maxLead, r.clock + 1 - r.minActive());
+      this.maxLead = Math.max(this.maxLead, r.clock + 1 - r.gateMin());
       const t0 = performance.now();
       const { update, loss } = await job.step(backend, r.params, batch, welcome.job.learningRate);
       const computeMs = performance.now() - t0;

@@ -60,7 +60,9 @@ interface WorkerRecord {
   readonly backend: "webgpu" | "cpu";
   readonly kernel: string;
   readonly adapter: string;
-  readonly startClock: number;
+  startClock: number;
+  /** Joined mid-job, loading its snapshot: outside everyone's gate until `ready`. */
+  syncing: boolean;
   readonly joinedAt: number;
   readonly send: (msg: ServerMessage) => void;
   state: WorkerState;
@@ -176,7 +178,7 @@ export class JobRun {
   }
 
   private viewMembers(): ViewMember[] {
-    return this.active().map((w) => ({ id: w.id, peerId: w.peerId, startClock: w.startClock }));
+    return this.active().map((w) => ({ id: w.id, peerId: w.peerId, startClock: w.startClock, ...(w.syncing ? { syncing: true } : {}) }));
   }
 
   private evaluator(): string | null {
@@ -241,6 +243,7 @@ export class JobRun {
       kernel: msg.kernel,
       adapter: msg.adapter,
       startClock,
+      syncing: running,
       joinedAt: now,
       send,
       state: "active",
@@ -389,6 +392,20 @@ export class JobRun {
       case "leave":
         this.remove(id, "left", "left the job");
         return;
+      case "ready": {
+        if (!w.syncing) return;
+        // Enter the gate at the clock the others are at, so nobody waits for
+        // the joiner to replay the clocks it missed.
+        const others = this.active().filter((x) => !x.syncing);
+        const start = Math.max(w.startClock, others.length > 0 ? clockRange(others.map((x) => x.clock)).min : w.startClock);
+        w.syncing = false;
+        w.startClock = start;
+        w.clock = Math.max(w.clock, start);
+        w.rateMark = { t: now, clock: w.clock };
+        this.event("synced", id, `in the gate from clock ${start}`);
+        this.broadcastView();
+        return;
+      }
       case "missing": {
         const cut = this.cuts.find((c) => c.id === msg.id);
         if (!cut || msg.clock > cut.clock) return;
@@ -688,6 +705,7 @@ export class JobRun {
           waitMs: Math.round(w.waitMs),
           stepMs: Math.round(w.stepMs * 10) / 10,
           startClock: w.startClock,
+          syncing: w.syncing,
           lineage: w.lineage,
           dropReason: w.dropReason,
         })),

@@ -95,6 +95,9 @@ export const digestReportSchema = z.object({
 
 export const leaveSchema = z.object({ type: z.literal("leave") });
 
+/** A syncing joiner has its snapshot and data and can step. */
+export const readySchema = z.object({ type: z.literal("ready") });
+
 /**
  * The replica still lacks u(id, clock), at or below id's cut, and no peer sent
  * it: the coordinator lowers the cut below it so every replica can agree.
@@ -111,6 +114,7 @@ export const clientMessageSchema = z.discriminatedUnion("type", [
   leaveSchema,
   pauseStateSchema,
   missingSchema,
+  readySchema,
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 export type JoinMessage = z.infer<typeof joinSchema>;
@@ -146,6 +150,12 @@ export const viewMemberSchema = z.object({
   peerId: z.string().max(100),
   /** Updates u(id, 1..startClock) are empty by definition (joined mid-job). */
   startClock: nonNegInt,
+  /**
+   * Joined mid-job and still loading its snapshot and data: it receives
+   * updates but nobody's SSP gate waits for it. When it reports `ready` the
+   * coordinator moves its startClock up to the view's minimum and clears this.
+   */
+  syncing: z.boolean().optional(),
 });
 export type ViewMember = z.infer<typeof viewMemberSchema>;
 

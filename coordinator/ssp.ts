@@ -94,26 +94,26 @@ export function stalenessBound(c: Consistency): number {
  */
 export function gateOpen(
   clock: number,
-  active: readonly Pick<ViewMember, "id">[],
+  active: readonly Pick<ViewMember, "id" | "syncing">[],
   vector: (id: string) => number,
   consistency: Consistency,
 ): boolean {
   const s = stalenessBound(consistency);
   if (!Number.isFinite(s)) return true;
-  for (const m of active) if (vector(m.id) < clock - s) return false;
+  for (const m of active) if (!m.syncing && vector(m.id) < clock - s) return false;
   return true;
 }
 
 /** The worker ids that hold a replica at `clock` back (for status and logs). */
 export function blockers(
   clock: number,
-  active: readonly Pick<ViewMember, "id">[],
+  active: readonly Pick<ViewMember, "id" | "syncing">[],
   vector: (id: string) => number,
   consistency: Consistency,
 ): string[] {
   const s = stalenessBound(consistency);
   if (!Number.isFinite(s)) return [];
-  return active.filter((m) => vector(m.id) < clock - s).map((m) => m.id);
+  return active.filter((m) => !m.syncing && vector(m.id) < clock - s).map((m) => m.id);
 }
 
 export interface ClockRange {

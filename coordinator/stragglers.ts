@@ -21,7 +21,7 @@ export interface StragglerPolicy {
 export const DEFAULT_POLICY: StragglerPolicy = {
   heartbeatTimeoutMs: 5000,
   slowFactor: 3,
-  slowMarginMs: 30,
+  slowMarginMs: 15,
   graceMs: 5000,
 };
 

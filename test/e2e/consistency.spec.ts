@@ -112,7 +112,7 @@ test("a straggler (?slowdown=8) is dropped and the other three keep their pace u
 test("a closed page is left within 10 s and a page opened mid-run catches up with the same replica", async ({ browser }) => {
   // Straggler drops off: this test is about leaving and joining, and a loaded
   // CI machine can make one page look slow for a while.
-  const c = await startCoordinatorProcess(["--min-workers", "3", "--consistency", "ssp", "--staleness", "3", "--max-clock", "160", "--target-accuracy", "0.99", "--drop-stragglers", "off"]);
+  const c = await startCoordinatorProcess(["--min-workers", "3", "--consistency", "ssp", "--staleness", "3", "--max-clock", "400", "--target-accuracy", "0.99", "--drop-stragglers", "off"]);
   coord = c;
   const pages: Page[] = [];
   for (let i = 0; i < 3; i++) pages.push(await openPage(browser, `${c.url}/?name=v${i}&backend=cpu`));

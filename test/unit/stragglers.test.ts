@@ -20,7 +20,7 @@ describe("straggler detection", () => {
   });
 
   it("calls a worker slower than 3× the median a straggler only after the grace period", () => {
-    const ws = [h("w1", 10), h("w2", 11), h("w3", 12), h("w4", 80)]; // 80 > 3 × 11.5 and > 11.5 + 30
+    const ws = [h("w1", 10), h("w2", 11), h("w3", 12), h("w4", 80)]; // 80 > 3 × 11.5 and > 11.5 + 15
     const first = assess(ws, 2, 1000);
     const slow = first.find((x) => x.id === "w4");
     expect(slow?.verdict).toBe("ok");
