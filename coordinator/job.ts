@@ -88,8 +88,8 @@ interface WorkerRecord {
   waitMs: number;
   /** Smallest V[j] its replica reported (see Replica.minActive). */
   minApplied: number;
-  /** The first worker id of this volunteer's lineage (same credential chain). */
-  readonly lineage: string;
+  /** This volunteer across its memberships (same credential chain). */
+  readonly lineage: Lineage;
   dropReason: string | null;
 }
 
@@ -97,8 +97,7 @@ interface WorkerRecord {
 interface Lineage {
   readonly first: string;
   drops: number;
-  /** The credential its latest membership holds. */
-  credential: string;
+  /** Its membership in the view now, if any. */
   live: string | null;
 }
 
@@ -232,7 +231,7 @@ export class JobRun {
     const startClock = running ? clockRange(act.map((w) => w.clock)).min : 0;
     const id = `w${this.nextWorker++}`;
     const rejoined = lineage !== undefined;
-    lineage ??= { first: id, drops: 0, credential: "", live: null };
+    lineage ??= { first: id, drops: 0, live: null };
     const now = this.now();
     const w: WorkerRecord = {
       id,
@@ -268,11 +267,10 @@ export class JobRun {
       stalenessHist: [],
       waitMs: 0,
       minApplied: 0,
-      lineage: lineage.first,
+      lineage,
       dropReason: null,
     };
     lineage.live = id;
-    lineage.credential = w.credential;
     this.workers.set(id, w);
     this.lineages.set(w.credential, lineage);
     send({
@@ -538,7 +536,7 @@ export class JobRun {
     const w = this.workers.get(id);
     if (!w || w.state === "left" || w.state === "dropped") return;
     w.state = state;
-    for (const l of this.lineages.values()) if (l.live === id) l.live = null;
+    if (w.lineage.live === id) w.lineage.live = null;
     this.cuts = [...this.cuts.filter((c) => c.id !== id), { id, clock: w.clock }];
     this.event(state, id, why);
     this.reassignShards();
@@ -576,8 +574,7 @@ export class JobRun {
         const stepMs = new Map(act.map((w) => [w.id, w.stepMs]));
         const live = this.active();
         for (const id of chooseDrops(verdicts, stepMs, live.length, this.consistency.mode === "asp", this.opts.dropPolicy)) {
-          const lineage = [...this.lineages.values()].find((l) => l.live === id);
-          const drops = lineage ? ++lineage.drops : 1;
+          const drops = ++(this.workers.get(id) as WorkerRecord).lineage.drops;
           const v = verdicts.find((x) => x.id === id);
           this.drop(id, "straggler", v?.reason ?? "too slow", rejoinDelayMs(drops, this.opts.dropPolicy ?? DEFAULT_DROP));
         }
@@ -706,7 +703,7 @@ export class JobRun {
           stepMs: Math.round(w.stepMs * 10) / 10,
           startClock: w.startClock,
           syncing: w.syncing,
-          lineage: w.lineage,
+          lineage: w.lineage.first,
           dropReason: w.dropReason,
         })),
       metrics: {
