@@ -7,7 +7,7 @@
  */
 import * as Comlink from "comlink";
 import { STALENESS_BUCKETS, type AssignMessage, type Digest, type ViewMessage, type WelcomeMessage } from "../coordinator/protocol.ts";
-import type { SoftmaxBackend } from "./gpu/backend.ts";
+import { yieldToEventLoop, type SoftmaxBackend } from "./gpu/backend.ts";
 import { selectBackend } from "./gpu/select.ts";
 import { JOBS } from "./jobs/registry.ts";
 import type { JobDefinition } from "./jobs/job.ts";
@@ -434,8 +434,10 @@ class TrainingWorker {
       let idle = this.slowdown > 1 ? (this.slowdown - 1) * this.baseStepMs : 0;
       if (this.throttle < 1) idle += (computeMs + idle) * (1 / this.throttle - 1);
       // Always yield a macrotask: comlink calls (pause, views, peers' updates)
-      // are handled between steps even when a step never awaited anything.
-      await sleep(Math.max(0, idle));
+      // and fetches are handled between steps even when a step never awaited
+      // anything (CPU backends settle in microtasks only).
+      if (idle > 0) await sleep(idle);
+      else await yieldToEventLoop();
       // The step time the coordinator compares across workers: what this
       // worker needs per step, gate waiting excluded, averaged over the steps
       // since the last report.

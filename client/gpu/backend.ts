@@ -149,10 +149,10 @@ export type SoftmaxBackend = ComputeBackend;
 
 /**
  * Resolves after one macrotask (a MessageChannel round trip, not clamped like
- * nested timers). CPU backends await it at the start of every session: their
- * ops settle in microtasks only, and a training loop that never yields a
+ * nested timers). The worker's training loop awaits it after every step: CPU
+ * backends settle in microtasks only, and a loop that never yields a
  * macrotask would starve the worker's messages and fetches (shard downloads,
- * peers' updates). GPU sessions yield naturally in `mapAsync`.
+ * peers' updates).
  */
 export function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => {

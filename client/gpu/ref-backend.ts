@@ -13,7 +13,6 @@ import {
   type ComputeBackend,
   type Session,
   type Tensor,
-  yieldToEventLoop,
 } from "./backend.ts";
 import { refBiasAct, refColSum, refMatmul, refMseGrad, refReluBackward, refSoftmaxXent } from "./kernels-ref.ts";
 
@@ -103,7 +102,6 @@ export function createRefBackend(maxRows = 1 << 20): ComputeBackend {
       return rows;
     },
     async session(body) {
-      await yieldToEventLoop();
       if (disposed) throw new Error("reference backend is disposed");
       return body(refSession());
     },

@@ -11,7 +11,6 @@
  * - TF.js keeps one global engine: every session makes "wasm" the active
  *   backend before it runs, so other TF.js users of the same realm (the bench
  *   page) cannot pull it onto another backend.
- * - Every session first yields one macrotask (see `yieldToEventLoop`).
  * - Every tf.Tensor a session creates is disposed when it reads (or throws).
  * - `Aᵀ·B` transposes A explicitly before the multiply: measured 3.6 ms
  *   against 25 ms for `matMul(a, b, true)` at 784×128·128×256 in TF.js 4.22.
@@ -27,7 +26,6 @@ import {
   type ComputeBackend,
   type Session,
   type Tensor,
-  yieldToEventLoop,
 } from "./backend.ts";
 
 /** Where the three TF.js WASM binaries are. */
@@ -169,7 +167,6 @@ export async function createWasmBackend(paths: WasmPaths | string, maxRows = 409
     },
     session(body) {
       const run = tail.then(async () => {
-        await yieldToEventLoop();
         if (disposed) throw new Error("WASM backend is disposed");
         if (tf.getBackend() !== "wasm") await tf.setBackend("wasm");
         const s = session();
