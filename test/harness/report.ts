@@ -33,6 +33,8 @@ export interface ComparisonRow {
   /** Examples per second relative to the first run (system speed-up). */
   readonly speedup: string;
   readonly bytes: string;
+  /** Share of time the pages with the smallest slowdown waited at the SSP gate. */
+  readonly fastWait: string;
   readonly digests: string;
 }
 
@@ -55,6 +57,7 @@ export function comparisonRows(runs: readonly RunResult[]): ComparisonRow[] {
       examplesPerSec: f(s.examplesPerSec, 0),
       speedup: f(speed, 2),
       bytes: compactNumber(s.bytesTotal),
+      fastWait: s.fastWaitShare === null || s.fastWaitShare === undefined ? "-" : `${(100 * s.fastWaitShare).toFixed(1)}%`,
       digests: s.digestsAgree === null ? `${s.digests}` : `${s.digests} ${s.digestsAgree ? "agree" : "DIFFER"}`,
     };
   });
@@ -71,6 +74,7 @@ const HEADERS: Record<keyof ComparisonRow, string> = {
   examplesPerSec: "examples/s",
   speedup: "× examples/s",
   bytes: "bytes",
+  fastWait: "fast pages waiting",
   digests: "digests",
 };
 

@@ -33,6 +33,8 @@ export interface WorkerSample {
   readonly examples: number;
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /** Time spent waiting at the SSP gate so far (ms, as the worker reports it). */
+  readonly waitMs: number;
 }
 
 export interface Sample {
@@ -96,6 +98,11 @@ export interface RunSummary {
   readonly digests: number;
   /** All reported end digests agree within the relative tolerance (null: fewer than two). */
   readonly digestsAgree: boolean | null;
+  /**
+   * Share of their training time that the pages with the smallest slowdown spent
+   * waiting at the SSP gate (null when there is no such page or no time).
+   */
+  readonly fastWaitShare: number | null;
 }
 
 export interface RunResult {
@@ -182,6 +189,40 @@ function workerNumber(name: string): number | null {
   return m?.[1] ? Number(m[1]) : null;
 }
 
+/**
+ * Waiting share of the fast pages (those with the smallest slowdown): the
+ * gate waiting their worker records accumulated while they were in the
+ * view, over the time they were in it (from their first sample with a clock
+ * above 0 to their last sample as active or straggler, or the end), summed
+ * over every record (a page that rejoins gets a new worker id).
+ */
+export function fastWaitShare(samples: readonly Sample[], slow: ReadonlyMap<number, number>, endT: number | null): number | null {
+  const spans = new Map<string, { from: number; to: number; wait0: number; wait: number }>();
+  let fastest = Infinity;
+  for (const s of samples) for (const w of s.workers) if (w.n !== null) fastest = Math.min(fastest, slow.get(w.n) ?? 1);
+  for (const s of samples) {
+    if (endT !== null && s.t > endT) break;
+    for (const w of s.workers) {
+      if (w.n === null || (slow.get(w.n) ?? 1) > fastest) continue;
+      const inView = w.state === "active" || w.state === "straggler";
+      const span = spans.get(w.id);
+      if (!span) {
+        if (inView && w.clock > 0) spans.set(w.id, { from: s.t, to: s.t, wait0: w.waitMs, wait: w.waitMs });
+      } else if (inView) {
+        span.to = s.t;
+        span.wait = w.waitMs;
+      }
+    }
+  }
+  let wait = 0;
+  let time = 0;
+  for (const sp of spans.values()) {
+    wait += Math.max(0, sp.wait - sp.wait0) / 1000;
+    time += sp.to - sp.from;
+  }
+  return time > 0 ? Math.min(1, wait / time) : null;
+}
+
 function toSample(t: number, s: Status): Sample {
   const evaluator = s.view.active[0];
   const ev = evaluator === undefined ? undefined : s.workers.find((w) => w.id === evaluator);
@@ -202,6 +243,7 @@ function toSample(t: number, s: Status): Sample {
       examples: w.examples,
       bytesIn: w.bytesIn,
       bytesOut: w.bytesOut,
+      waitMs: w.waitMs,
     })),
   };
 }
@@ -394,6 +436,7 @@ export async function runExperiment(spec: RunSpec, hooks: RunHooks): Promise<Run
     bytesTotal: (finalStatus?.workers ?? []).reduce((s, w) => s + w.bytesIn + w.bytesOut, 0),
     digests: digests.length,
     digestsAgree: d0 && digests.length > 1 ? digests.every((d) => digestsAgree(d0, d)) : null,
+    fastWaitShare: fastWaitShare(samples, spec.slow, endT),
   };
   return {
     label: spec.label,

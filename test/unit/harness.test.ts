@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { parseHarnessArgs, UsageError } from "../harness/flags.ts";
-import { interpolate, placeTestPoints, type Sample } from "../harness/run.ts";
+import { fastWaitShare, interpolate, placeTestPoints, type Sample, type WorkerSample } from "../harness/run.ts";
 import { escapeXml, lineChart, niceTicks } from "../harness/svg.ts";
 import { Progress } from "../harness/progress.ts";
 import { formatTable, listSuites } from "../bench/main.ts";
@@ -67,6 +67,32 @@ describe("harness report helpers", () => {
     expect(interpolate(pts, -1)).toBe(0);
     expect(interpolate(pts, 20)).toBe(100);
     expect(interpolate([], 1)).toBeNull();
+  });
+
+  it("measures the fast pages' gate-waiting share over their time in the view", () => {
+    const w = (n: number, id: string, state: string, clock: number, waitMs: number): WorkerSample => ({
+      n, id, state, clock, examples: 0, bytesIn: 0, bytesOut: 0, waitMs,
+    });
+    const sample = (t: number, workers: WorkerSample[]): Sample => ({
+      t, state: "running", epoch: 1, active: workers.length, clockMin: 0, clockMax: 0, examples: 0, evalClock: null, workers,
+    });
+    const slow = new Map([[3, 4]]);
+    const samples = [
+      sample(0, [w(1, "w1", "active", 0, 0), w(2, "w2", "active", 0, 0), w(3, "w3", "active", 0, 0)]),
+      // w1 starts at t=1 having already waited 100 ms: only what comes after counts.
+      sample(1, [w(1, "w1", "active", 2, 100), w(2, "w2", "active", 2, 0), w(3, "w3", "active", 1, 0)]),
+      sample(5, [w(1, "w1", "active", 9, 1100), w(2, "w2", "active", 9, 2000), w(3, "w3", "active", 2, 0)]),
+      // w2 leaves: its later waiting does not count; the slow page never counts.
+      sample(9, [w(1, "w1", "active", 15, 2100), w(2, "w2", "left", 9, 9000), w(3, "w3", "dropped", 2, 50_000)]),
+      sample(20, [w(1, "w1", "active", 30, 9100), w(2, "w2", "left", 9, 9000)]),
+    ];
+    // Up to t = 9: w1 waited 2.0 s of 8 s, w2 2.0 s of 4 s.
+    expect(fastWaitShare(samples, slow, 9)).toBeCloseTo(4 / 12);
+    // Without an end the last sample counts too: w1 waited 9.0 s of 19 s.
+    expect(fastWaitShare(samples, slow, null)).toBeCloseTo(11 / 23);
+    // Every page equally slow: all three count (w3 waited 0 of its 4 s).
+    expect(fastWaitShare(samples.slice(0, 3), new Map([[1, 4], [2, 4], [3, 4]]), null)).toBeCloseTo(3 / 12);
+    expect(fastWaitShare([], slow, null)).toBeNull();
   });
 
   it("places test points at the evaluator's clock", () => {
