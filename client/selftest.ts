@@ -18,7 +18,7 @@
 import type { ComputeBackend, Session, Tensor } from "./gpu/backend.ts";
 import type { AdapterDescription } from "./gpu/device.ts";
 import { acquireDevice } from "./gpu/device.ts";
-import { refBiasAct, refColSum, refMatmul, refMseGrad, refReluBackward, refSoftmaxXent } from "./gpu/kernels-ref.ts";
+import { refAdam, refBiasAct, refColSum, refMatmul, refMomentum, refMseGrad, refReluBackward, refSoftmaxXent } from "./gpu/kernels-ref.ts";
 import type { MatmulStrategy } from "./gpu/kernels.ts";
 import { createRefBackend } from "./gpu/ref-backend.ts";
 import { createResilientWgslBackend } from "./gpu/resilient.ts";
@@ -28,6 +28,7 @@ import { distWasmPaths } from "./gpu/wasm-paths.ts";
 import { createWgslBackend } from "./gpu/wgsl-backend.ts";
 import type { Batch, JobDefinition } from "./jobs/job.ts";
 import { JOBS } from "./jobs/registry.ts";
+import { adam, momentum } from "./jobs/optimizers.ts";
 import { clearBackendChoices, getBackendChoice } from "./store/db.ts";
 
 export type MatmulCase = readonly [m: number, n: number, k: number];
@@ -37,6 +38,8 @@ export interface SelfTestOptions {
   readonly matmul?: readonly MatmulCase[];
   /** `[rows, cols]` for the elementwise and row kernels. */
   readonly rowShapes?: readonly (readonly [number, number])[];
+  /** `[rows, cols]` for the optimizer updates (momentum, Adam). */
+  readonly optimizerShapes?: readonly (readonly [number, number])[];
   /** Jobs whose whole gradient is compared (rows per batch given). */
   readonly jobs?: readonly { readonly name: string; readonly rows: number }[];
   readonly strategies?: readonly MatmulStrategy[];
@@ -75,6 +78,12 @@ export const DEFAULT_OPTIONS: Required<SelfTestOptions> = {
     [7, 13],
     [255, 10],
     [65, 257],
+  ],
+  optimizerShapes: [
+    [1, 1],
+    [7, 13],
+    [255, 257],
+    [1, 203_530], // mnist-mlp's parameters
   ],
   jobs: [
     { name: "mnist-softmax", rows: 33 },
@@ -191,6 +200,29 @@ async function testOps(backend: ComputeBackend, o: Required<SelfTestOptions>, ou
     }, [mse.grad, mse.loss], out);
     await check(backend, "colSum", shape, (s) => [s.colSum(s.upload(x, rows, cols), -0.25)], [refColSum(x, rows, cols, -0.25)], out);
   }
+  for (const [rows, cols] of o.optimizerShapes) {
+    const random = randomSource(rows * 17 + cols);
+    const n = rows * cols;
+    const shape = `${rows}×${cols}`;
+    const g = uniform(random, n);
+    const vel = uniform(random, n);
+    const mo = refMomentum(g, vel, 0.05, 0.9);
+    await check(backend, "momentum", shape, (s) => {
+      const r = s.momentum(s.upload(g, rows, cols), s.upload(vel, rows, cols), { lr: 0.05, mu: 0.9 });
+      return [r.delta, r.velocity];
+    }, [mo.delta, mo.velocity], out);
+    // Moments as after a few steps (v ≥ 0), at step 1 (largest bias correction) and step 7.
+    const m = uniform(random, n, -0.1, 0.1);
+    const v = uniform(random, n, 0, 0.01);
+    for (const step of [1, 7]) {
+      const hyper = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, step };
+      const ad = refAdam(g, m, v, hyper);
+      await check(backend, `adam step ${step}`, shape, (s) => {
+        const r = s.adam(s.upload(g, rows, cols), s.upload(m, rows, cols), s.upload(v, rows, cols), hyper);
+        return [r.delta, r.m, r.v];
+      }, [ad.delta, ad.m, ad.v], out);
+    }
+  }
 }
 
 /** A random batch for `job` (seeded). */
@@ -224,6 +256,34 @@ async function testJobs(backend: ComputeBackend, o: Required<SelfTestOptions>, o
   }
 }
 
+/**
+ * Two optimizer steps through `Optimizer.apply` on `backend` (the path a
+ * job's step takes: upload, kernel, read back, state kept on the host)
+ * against the host reference `delta`, on a gradient of `n` parameters.
+ */
+async function testOptimizerSteps(backend: ComputeBackend, n: number, out: SelfTestResult[]): Promise<void> {
+  const random = randomSource(n);
+  const grads = [uniform(random, n), uniform(random, n)];
+  for (const make of [() => momentum(0.9), () => adam()]) {
+    const onBackend = make();
+    const onHost = make();
+    const sb = onBackend.createState(n);
+    const sh = onHost.createState(n);
+    const t0 = performance.now();
+    try {
+      let error = 0;
+      for (const g of grads) {
+        const got = await onBackend.apply(backend, g, 0.01, sb);
+        const want = onHost.delta(g, 0.01, sh);
+        error = Math.max(error, relativeError(got, want), ...sb.slots.map((s, i) => relativeError(s, sh.slots[i] ?? [])));
+      }
+      out.push({ backend: backend.kernel, kernel: `optimizer ${onBackend.kind}`, shape: `2 steps × ${n}`, error, ms: performance.now() - t0 });
+    } catch (e) {
+      out.push({ backend: backend.kernel, kernel: `optimizer ${onBackend.kind}`, shape: `2 steps × ${n}`, error: Number.NaN, ms: performance.now() - t0, failure: e instanceof Error ? e.message : String(e) });
+    }
+  }
+}
+
 /** Runs the self-test (see the file comment). */
 export async function gridSelfTest(options: SelfTestOptions = {}): Promise<SelfTestReport> {
   const o: Required<SelfTestOptions> = { ...DEFAULT_OPTIONS, ...options };
@@ -235,6 +295,7 @@ export async function gridSelfTest(options: SelfTestOptions = {}): Promise<SelfT
     try {
       await testOps(backend, o, results);
       await testJobs(backend, o, results);
+      await testOptimizerSteps(backend, 203_530, results);
     } finally {
       backend.dispose();
     }
@@ -243,6 +304,7 @@ export async function gridSelfTest(options: SelfTestOptions = {}): Promise<SelfT
     const wasm = await createWasmBackend(distWasmPaths());
     await testOps(wasm, o, results);
     await testJobs(wasm, o, results);
+    await testOptimizerSteps(wasm, 203_530, results);
     wasm.dispose();
   }
   acquired.device.destroy();

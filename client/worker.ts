@@ -10,6 +10,7 @@ import { STALENESS_BUCKETS, type AssignMessage, type Digest, type ViewMessage, t
 import { yieldToEventLoop, type SoftmaxBackend } from "./gpu/backend.ts";
 import { selectBackend } from "./gpu/select.ts";
 import { JOBS } from "./jobs/registry.ts";
+import { optimizerByName, type Optimizer } from "./jobs/optimizers.ts";
 import type { JobDefinition } from "./jobs/job.ts";
 import { Replica, type ReceiveResult } from "./replica.ts";
 import { BatchSampler, loadShard, type ShardData } from "./store/shards.ts";
@@ -66,6 +67,7 @@ function sleep(ms: number): Promise<void> {
 class TrainingWorker {
   private backend: SoftmaxBackend | null = null;
   private job: JobDefinition | null = null;
+  private optimizer: Optimizer | null = null;
   private welcome: WelcomeMessage | null = null;
   private replica: Replica | null = null;
   private cb: WorkerCallbacks | null = null;
@@ -124,6 +126,7 @@ class TrainingWorker {
     if (!job) throw new Error(`unknown job ${welcome.job.name}`);
     const gen = ++this.generation;
     this.job = job;
+    this.optimizer = welcome.job.optimizer !== undefined ? optimizerByName(welcome.job.optimizer) : job.optimizer;
     this.base = base;
     this.welcome = welcome;
     this.cb = cb;
@@ -408,7 +411,7 @@ class TrainingWorker {
       }
       this.maxLead = Math.max(this.maxLead, r.clock + 1 - r.gateMin());
       const t0 = performance.now();
-      const { update, loss } = await job.step(backend, r.params, batch, welcome.job.learningRate);
+      const { update, loss } = await job.step(backend, r.params, batch, welcome.job.learningRate, this.optimizer ?? job.optimizer);
       const computeMs = performance.now() - t0;
       if (!live()) return;
       if (!Number.isFinite(loss) || !update.every(Number.isFinite)) {

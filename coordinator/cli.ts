@@ -6,6 +6,7 @@
 import { parseArgs } from "node:util";
 import { randomBytes } from "node:crypto";
 import { JOBS } from "../client/jobs/registry.ts";
+import { OPTIMIZER_NAMES, type OptimizerName } from "../client/jobs/optimizers.ts";
 import { CONSISTENCY_MODES, type Consistency } from "./protocol.ts";
 
 export class UsageError extends Error {}
@@ -25,6 +26,8 @@ export interface CoordinatorConfig {
   readonly minWorkers: number;
   readonly batch: number | null;
   readonly learningRate: number | null;
+  /** The job's optimizer instead of its default (`--optimizer`). */
+  readonly optimizer: OptimizerName | null;
   readonly evalEvery: number;
   readonly build: boolean;
   /** Least ms between two test evaluations (0: evaluate every upload; experiments). */
@@ -51,6 +54,7 @@ export const COORDINATOR_FLAGS = {
   "min-workers": { type: "string" },
   batch: { type: "string" },
   lr: { type: "string" },
+  optimizer: { type: "string" },
   "eval-every": { type: "string" },
   "no-build": { type: "boolean" },
   dist: { type: "string" },
@@ -95,6 +99,10 @@ export function configFromValues(values: Record<string, string | boolean | undef
   if (!(CONSISTENCY_MODES as readonly string[]).includes(mode)) {
     throw new UsageError(`--consistency must be one of ${CONSISTENCY_MODES.join("|")}, got "${mode}"`);
   }
+  const optimizer = str("optimizer") ?? null;
+  if (optimizer !== null && !(OPTIMIZER_NAMES as readonly string[]).includes(optimizer)) {
+    throw new UsageError(`--optimizer must be one of ${OPTIMIZER_NAMES.join("|")}, got "${optimizer}"`);
+  }
   const staleness = int("staleness", str("staleness"), 3, 0, 1000);
   const host = str("host") ?? "127.0.0.1";
   if (host.trim() === "") throw new UsageError("--host must not be empty");
@@ -117,6 +125,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
     minWorkers: int("min-workers", str("min-workers"), 1, 1, 10_000),
     batch: str("batch") === undefined ? null : int("batch", str("batch"), 0, 1, 4096),
     learningRate: num("lr", str("lr"), 1e-6, 100),
+    optimizer: optimizer as OptimizerName | null,
     evalEvery: int("eval-every", str("eval-every"), 10, 1, 1_000_000),
     build: values["no-build"] !== true && str("dist") === undefined,
     dist: str("dist") ?? null,

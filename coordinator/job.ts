@@ -7,6 +7,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { JobDefinition } from "../client/jobs/job.ts";
+import type { OptimizerName } from "../client/jobs/optimizers.ts";
 import type { Dataset } from "./data.ts";
 import {
   encodeModelUpload,
@@ -42,6 +43,8 @@ export interface JobOptions {
   readonly minEvalIntervalMs?: number;
   readonly batch: number;
   readonly learningRate: number;
+  /** The optimizer workers use instead of the job's default. */
+  readonly optimizer?: OptimizerName;
   readonly store: JobStore | null;
   readonly policy?: StragglerPolicy;
   /** Straggler drops (default on; `dropStragglers: false` only marks them). */
@@ -283,6 +286,7 @@ export class JobRun {
         parameters: this.job.parameters,
         batch: this.opts.batch,
         learningRate: this.opts.learningRate,
+        ...(this.opts.optimizer !== undefined ? { optimizer: this.opts.optimizer } : {}),
         seed: this.opts.seed,
         maxClock: this.opts.maxClock,
         evalEvery: this.opts.evalEvery,

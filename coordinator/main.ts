@@ -55,6 +55,7 @@ export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) 
     evalEvery: cfg.evalEvery,
     batch: cfg.batch ?? job.batch,
     learningRate: cfg.learningRate ?? job.learningRate,
+    ...(cfg.optimizer !== null ? { optimizer: cfg.optimizer } : {}),
     store,
     log,
     dropStragglers: cfg.dropStragglers,

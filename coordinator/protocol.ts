@@ -127,6 +127,8 @@ export const jobSpecSchema = z.object({
   parameters: nonNegInt,
   batch: nonNegInt.min(1),
   learningRate: finite.positive(),
+  /** The optimizer instead of the job's default (`--optimizer`). */
+  optimizer: z.enum(["sgd", "momentum", "adam"]).optional(),
   seed: nonNegInt,
   /** Stop at this clock (0: no limit). */
   maxClock: nonNegInt,

@@ -36,6 +36,33 @@ export interface MatmulOptions {
 
 export type Activation = "none" | "relu";
 
+/** Heavy-ball momentum: `v' = mu·v + g`, `delta = −lr·v'`. */
+export interface MomentumOptions {
+  readonly lr: number;
+  readonly mu: number;
+}
+
+/** Adam with bias correction at step `step` (≥ 1, the step being taken). */
+export interface AdamOptions {
+  readonly lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly step: number;
+}
+
+/** Throws unless the optimizer's hyper-parameters are usable. */
+export function checkAdam(o: AdamOptions): void {
+  checkDim("adam step", o.step);
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1)) throw new Error(`adam: betas must be in [0, 1), got ${o.beta1}, ${o.beta2}`);
+  if (!(o.eps > 0) || !Number.isFinite(o.lr)) throw new Error(`adam: eps must be > 0 and lr finite, got ${o.eps}, ${o.lr}`);
+}
+
+/** The bias corrections `1 − β^t` of Adam's step `step`, in float64. */
+export function adamCorrections(o: AdamOptions): { c1: number; c2: number } {
+  return { c1: 1 - Math.pow(o.beta1, o.step), c2: 1 - Math.pow(o.beta2, o.step) };
+}
+
 /** The ops of the kernel library. Every result is a new tensor of the session. */
 export interface Session {
   /** Copies `data` (`rows × cols`, row-major) into the backend. */
@@ -58,6 +85,13 @@ export interface Session {
   mseGrad(pred: Tensor, target: Tensor, scale: number): { grad: Tensor; loss: Tensor };
   /** `out = scale · Σ_rows M`, a `1 × cols` tensor. */
   colSum(m: Tensor, scale: number): Tensor;
+  /**
+   * One momentum update, elementwise (`grad` and `velocity` of one shape):
+   * the delta to apply and the new velocity.
+   */
+  momentum(grad: Tensor, velocity: Tensor, o: MomentumOptions): { delta: Tensor; velocity: Tensor };
+  /** One Adam update, elementwise (`grad`, `m`, `v` of one shape): the delta and the new moments. */
+  adam(grad: Tensor, m: Tensor, v: Tensor, o: AdamOptions): { delta: Tensor; m: Tensor; v: Tensor };
   /** Runs everything recorded, returns host copies of `tensors` in order, and ends the session. */
   read(...tensors: Tensor[]): Promise<Float32Array[]>;
 }

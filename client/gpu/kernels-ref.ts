@@ -130,3 +130,44 @@ export function refColSum(m: Float32Array, rows: number, cols: number, scale: nu
   for (let j = 0; j < cols; j++) out[j] = scale * (acc[j] ?? 0);
   return out;
 }
+
+/** Momentum: `v' = mu·v + g`, `delta = −lr·v'`. */
+export function refMomentum(g: Float32Array, v: Float32Array, lr: number, mu: number): { delta: Float32Array; velocity: Float32Array } {
+  check("velocity", v, g.length);
+  const delta = new Float32Array(g.length);
+  const velocity = new Float32Array(g.length);
+  for (let i = 0; i < g.length; i++) {
+    const vi = Math.fround(mu * (v[i] ?? 0) + (g[i] ?? 0));
+    velocity[i] = vi;
+    delta[i] = -lr * vi;
+  }
+  return { delta, velocity };
+}
+
+/**
+ * Adam with bias correction: `m' = b1·m + (1−b1)·g`, `v' = b2·v + (1−b2)·g²`,
+ * `delta = −lr·(m'/c1) / (√(v'/c2) + eps)` with `c1 = 1 − b1^step`, `c2 = 1 − b2^step`.
+ */
+export function refAdam(
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  o: { lr: number; beta1: number; beta2: number; eps: number; step: number },
+): { delta: Float32Array; m: Float32Array; v: Float32Array } {
+  check("m", m, g.length);
+  check("v", v, g.length);
+  const c1 = 1 - Math.pow(o.beta1, o.step);
+  const c2 = 1 - Math.pow(o.beta2, o.step);
+  const delta = new Float32Array(g.length);
+  const mOut = new Float32Array(g.length);
+  const vOut = new Float32Array(g.length);
+  for (let i = 0; i < g.length; i++) {
+    const gi = g[i] ?? 0;
+    const mi = Math.fround(o.beta1 * (m[i] ?? 0) + (1 - o.beta1) * gi);
+    const vi = Math.fround(o.beta2 * (v[i] ?? 0) + (1 - o.beta2) * gi * gi);
+    mOut[i] = mi;
+    vOut[i] = vi;
+    delta[i] = (-o.lr * (mi / c1)) / (Math.sqrt(vi / c2) + o.eps);
+  }
+  return { delta, m: mOut, v: vOut };
+}

@@ -14,6 +14,8 @@ import softmaxXent from "../../shaders/softmax_xent.wgsl?raw";
 import mseGrad from "../../shaders/mse_grad.wgsl?raw";
 import colSum from "../../shaders/col_sum.wgsl?raw";
 import fmaPeak from "../../shaders/fma_peak.wgsl?raw";
+import momentum from "../../shaders/momentum.wgsl?raw";
+import adam from "../../shaders/adam.wgsl?raw";
 
 /** Uniform layouts shared by several kernels. */
 export type UniformLayout =
@@ -21,6 +23,8 @@ export type UniformLayout =
   | "matmul"
   /** `rows, cols: u32; scale: f32; flag: u32` (16 bytes; flag = bias_act's activation). */
   | "elementwise"
+  /** `n, step: u32; lr, beta1, beta2, eps, c1, c2: f32` (32 bytes; momentum reads beta1 as mu). */
+  | "optimizer"
   /** No uniform block. */
   | "none";
 
@@ -54,6 +58,8 @@ export const KERNELS = {
   softmax_xent: { name: "softmax_xent", code: softmaxXent, uniform: "elementwise", storage: ["logits", "labels", "grad", "loss"], outputs: 2 },
   mse_grad: { name: "mse_grad", code: mseGrad, uniform: "elementwise", storage: ["pred", "target", "grad", "loss"], outputs: 2 },
   col_sum: { name: "col_sum", code: colSum, uniform: "elementwise", storage: ["m", "out"], outputs: 1 },
+  momentum: { name: "momentum", code: momentum, uniform: "optimizer", storage: ["g", "v", "delta", "v_out"], outputs: 2 },
+  adam: { name: "adam", code: adam, uniform: "optimizer", storage: ["g", "m", "v", "delta", "m_out", "v_out"], outputs: 3 },
   fma_peak: { name: "fma_peak", code: fmaPeak, uniform: "none", storage: ["out"], outputs: 1 },
 } as const satisfies Record<string, KernelDef>;
 
@@ -99,6 +105,16 @@ export function elementwiseUniform(rows: number, cols: number, scale: number, fl
   d.setUint32(4, cols, true);
   d.setFloat32(8, scale, true);
   d.setUint32(12, flag, true);
+  return out;
+}
+
+/** The optimizer uniform block (see `UniformLayout`). */
+export function optimizerUniform(v: { n: number; step: number; lr: number; beta1: number; beta2?: number; eps?: number; c1?: number; c2?: number }): ArrayBuffer {
+  const out = new ArrayBuffer(32);
+  const d = new DataView(out);
+  d.setUint32(0, v.n, true);
+  d.setUint32(4, v.step, true);
+  [v.lr, v.beta1, v.beta2 ?? 0, v.eps ?? 0, v.c1 ?? 1, v.c2 ?? 1].forEach((f, i) => d.setFloat32(8 + 4 * i, f, true));
   return out;
 }
 

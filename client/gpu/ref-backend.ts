@@ -5,6 +5,7 @@
  * the last-resort fallback. Eager: every op computes at once.
  */
 import {
+  checkAdam,
   checkBias,
   checkDim,
   checkLabels,
@@ -14,7 +15,7 @@ import {
   type Session,
   type Tensor,
 } from "./backend.ts";
-import { refBiasAct, refColSum, refMatmul, refMseGrad, refReluBackward, refSoftmaxXent } from "./kernels-ref.ts";
+import { refAdam, refBiasAct, refColSum, refMatmul, refMomentum, refMseGrad, refReluBackward, refSoftmaxXent } from "./kernels-ref.ts";
 
 interface RefTensor extends Tensor {
   readonly data: Float32Array | Uint32Array;
@@ -81,6 +82,20 @@ export function refSession(): Session {
     colSum(m, scale) {
       alive();
       return make(refColSum(f32(m), m.rows, m.cols, scale), 1, m.cols);
+    },
+    momentum(grad, velocity, o) {
+      alive();
+      checkSameShape("momentum", grad, velocity);
+      const r = refMomentum(f32(grad), f32(velocity), o.lr, o.mu);
+      return { delta: make(r.delta, grad.rows, grad.cols), velocity: make(r.velocity, grad.rows, grad.cols) };
+    },
+    adam(grad, m, v, o) {
+      alive();
+      checkSameShape("adam", grad, m);
+      checkSameShape("adam", grad, v);
+      checkAdam(o);
+      const r = refAdam(f32(grad), f32(m), f32(v), o);
+      return { delta: make(r.delta, grad.rows, grad.cols), m: make(r.m, grad.rows, grad.cols), v: make(r.v, grad.rows, grad.cols) };
     },
     read(...tensors) {
       alive();

@@ -18,6 +18,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import {
+  adamCorrections,
+  checkAdam,
   checkBias,
   checkDim,
   checkLabels,
@@ -131,6 +133,30 @@ function session(): Session {
     colSum(m, scale) {
       alive();
       return wrap(tf.tidy(() => tf.mul(tf.sum(raw(m), 0, true), scale)), 1, m.cols);
+    },
+    momentum(grad, velocity, o) {
+      alive();
+      checkSameShape("momentum", grad, velocity);
+      const [d, v] = tf.tidy(() => {
+        const vi = tf.add(tf.mul(raw(velocity), o.mu), raw(grad));
+        return [tf.mul(vi, -o.lr), vi];
+      });
+      return { delta: wrap(d, grad.rows, grad.cols), velocity: wrap(v, grad.rows, grad.cols) };
+    },
+    adam(grad, m, v, o) {
+      alive();
+      checkSameShape("adam", grad, m);
+      checkSameShape("adam", grad, v);
+      checkAdam(o);
+      const { c1, c2 } = adamCorrections(o);
+      const [d, mo, vo] = tf.tidy(() => {
+        const g = raw(grad);
+        const mi = tf.add(tf.mul(raw(m), o.beta1), tf.mul(g, 1 - o.beta1));
+        const vi = tf.add(tf.mul(raw(v), o.beta2), tf.mul(tf.square(g), 1 - o.beta2));
+        const step = tf.div(tf.mul(mi, -o.lr / c1), tf.add(tf.sqrt(tf.div(vi, c2)), o.eps));
+        return [step, mi, vi];
+      });
+      return { delta: wrap(d, grad.rows, grad.cols), m: wrap(mo, grad.rows, grad.cols), v: wrap(vo, grad.rows, grad.cols) };
     },
     async read(...tensors) {
       alive();

@@ -18,6 +18,8 @@
  * - Sessions are serialized; after `dispose()` they reject.
  */
 import {
+  adamCorrections,
+  checkAdam,
   checkBias,
   checkDim,
   checkLabels,
@@ -29,7 +31,7 @@ import {
   type Session,
   type Tensor,
 } from "./backend.ts";
-import { elementwiseUniform, KERNELS, MATMUL_KERNEL, MATMUL_TILE, matmulUniform, rowChunks, type KernelName, type MatmulStrategy } from "./kernels.ts";
+import { elementwiseUniform, KERNELS, MATMUL_KERNEL, MATMUL_TILE, matmulUniform, optimizerUniform, rowChunks, type KernelName, type MatmulStrategy } from "./kernels.ts";
 import { pipelineCacheFor, type OverrideConstants } from "./pipelines.ts";
 
 export interface WgslBackendOptions {
@@ -250,6 +252,39 @@ export async function createWgslBackend(device: GPUDevice, options: WgslBackendO
         });
         return out;
       },
+      momentum(grad: Tensor, velocity: Tensor, o: { lr: number; mu: number }) {
+        alive();
+        checkSameShape("momentum", grad, velocity);
+        const n = grad.rows * grad.cols;
+        const delta = tensor(grad.rows, grad.cols);
+        const v = tensor(grad.rows, grad.cols);
+        ops.push({
+          kernel: "momentum",
+          constants: ew(),
+          uniform: optimizerUniform({ n, step: 0, lr: o.lr, beta1: o.mu }),
+          buffers: [buf(grad), buf(velocity), delta.buffer, v.buffer],
+          groups: grid(Math.ceil(n / wg), maxPerDim),
+        });
+        return { delta, velocity: v };
+      },
+      adam(grad: Tensor, m: Tensor, v: Tensor, o: { lr: number; beta1: number; beta2: number; eps: number; step: number }) {
+        alive();
+        checkSameShape("adam", grad, m);
+        checkSameShape("adam", grad, v);
+        checkAdam(o);
+        const n = grad.rows * grad.cols;
+        const delta = tensor(grad.rows, grad.cols);
+        const mo = tensor(grad.rows, grad.cols);
+        const vo = tensor(grad.rows, grad.cols);
+        ops.push({
+          kernel: "adam",
+          constants: ew(),
+          uniform: optimizerUniform({ n, ...o, ...adamCorrections(o) }),
+          buffers: [buf(grad), buf(m), buf(v), delta.buffer, mo.buffer, vo.buffer],
+          groups: grid(Math.ceil(n / wg), maxPerDim),
+        });
+        return { delta, m: mo, v: vo };
+      },
       read(...tensors: Tensor[]): Promise<Float32Array[]> {
         return s.run(tensors);
       },
@@ -342,6 +377,8 @@ export async function createWgslBackend(device: GPUDevice, options: WgslBackendO
     cache.get({ code: KERNELS.softmax_xent.code, constants: { WG: wg }, label: "softmax_xent" }),
     cache.get({ code: KERNELS.mse_grad.code, constants: { WG: wg }, label: "mse_grad" }),
     cache.get({ code: KERNELS.col_sum.code, constants: { WG: wg }, label: "col_sum" }),
+    cache.get({ code: KERNELS.momentum.code, constants: { WG: wg }, label: "momentum" }),
+    cache.get({ code: KERNELS.adam.code, constants: { WG: wg }, label: "adam" }),
   ]);
 
   return {

@@ -71,10 +71,11 @@ export interface JobDefinition extends JobSpec {
    * into chunks of at most `backend.maxRows` rows; their gradients are
    * averaged weighted by rows, so the result does not depend on the split).
    * On an out-of-memory error the backend's `maxRows` is halved and the chunk
-   * retried. Optimizer state (momentum, Adam moments) lives per backend
-   * object, i.e. per worker.
+   * retried. The optimizer (`optimizer`, default the job's own) runs on the
+   * backend's kernels (see optimizers.ts). Its state (momentum, Adam moments)
+   * lives per backend object and optimizer, i.e. per worker.
    */
-  step(backend: ComputeBackend, params: Float32Array, batch: Batch, lr: number): Promise<StepResult>;
+  step(backend: ComputeBackend, params: Float32Array, batch: Batch, lr: number, optimizer?: Optimizer): Promise<StepResult>;
   /** The mean gradient of `batch` alone (chunked like `step`), without touching optimizer state. */
   meanGradient(backend: ComputeBackend, params: Float32Array, batch: Batch): Promise<Gradient>;
 }
@@ -90,7 +91,7 @@ export function sliceBatch(batch: Batch, inputDim: number, from: number, n: numb
 
 /** Builds a job from its declaration (see `JobDefinition` for the contracts `defineJob` adds). */
 export function defineJob(spec: JobSpec): JobDefinition {
-  const states = new WeakMap<ComputeBackend, OptimizerState>();
+  const states = new WeakMap<ComputeBackend, Map<string, OptimizerState>>();
   async function meanGradient(backend: ComputeBackend, params: Float32Array, batch: Batch): Promise<Gradient> {
     if (params.length !== spec.parameters) throw new Error(`${spec.name}: params has ${params.length}, expected ${spec.parameters}`);
     if (batch.size < 1 || batch.x.length !== batch.size * spec.inputDim || batch.labels.length !== batch.size) {
@@ -118,14 +119,13 @@ export function defineJob(spec: JobSpec): JobDefinition {
   return {
     ...spec,
     meanGradient,
-    async step(backend, params, batch, lr) {
+    async step(backend, params, batch, lr, optimizer = spec.optimizer) {
       const { grad, loss } = await meanGradient(backend, params, batch);
-      let state = states.get(backend);
-      if (state === undefined) {
-        state = spec.optimizer.createState(spec.parameters);
-        states.set(backend, state);
-      }
-      return { update: spec.optimizer.delta(grad, lr, state), loss };
+      let byName = states.get(backend);
+      if (byName === undefined) states.set(backend, (byName = new Map()));
+      let state = byName.get(optimizer.name);
+      if (state === undefined) byName.set(optimizer.name, (state = optimizer.createState(spec.parameters)));
+      return { update: await optimizer.apply(backend, grad, lr, state), loss };
     },
   };
 }

@@ -65,6 +65,14 @@ test("every WGSL kernel and the CPU path match the TypeScript references", async
   for (const job of ["mnist-softmax", "mnist-mlp", "linreg"]) {
     expect(report.results.filter((r) => r.kernel === `job ${job}`)).toHaveLength(4);
   }
+  // The optimizer kernels, alone on odd shapes and as a job's step applies them.
+  for (const kernel of ["momentum", "adam step 1", "adam step 7"]) {
+    const shapes = report.results.filter((r) => r.kernel === kernel).map((r) => `${r.backend} ${r.shape}`);
+    expect(shapes.filter((s) => s.endsWith(" 1×1") || s.endsWith(" 255×257") || s.endsWith(" 1×203530"))).toHaveLength(12);
+  }
+  for (const kernel of ["optimizer momentum", "optimizer adam"]) {
+    expect(report.results.filter((r) => r.kernel === kernel)).toHaveLength(4);
+  }
   expect(pageErrors).toEqual([]);
 });
 
