@@ -21,8 +21,8 @@ describe("optimizer references", () => {
   });
   it("adam: bias-corrected step, |Δ| ≈ lr on a constant gradient", () => {
     const g = new Float32Array([3, -0.001]);
-    let m = new Float32Array(2);
-    let v = new Float32Array(2);
+    let m: Float32Array = new Float32Array(2);
+    let v: Float32Array = new Float32Array(2);
     for (let step = 1; step <= 5; step++) {
       const r = refAdam(g, m, v, { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, step });
       // With a constant gradient the corrected m/√v is sign(g), whatever its size.
