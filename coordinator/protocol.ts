@@ -105,7 +105,33 @@ export const readySchema = z.object({ type: z.literal("ready") });
 export const missingSchema = z.object({ type: z.literal("missing"), id: workerId, clock: nonNegInt.min(1) });
 export const pauseStateSchema = z.object({ type: z.literal("paused"), paused: z.boolean() });
 
+/**
+ * Job `mf`: row block `row` of sub-epoch `t` is trained; its U_row and V_col
+ * were uploaded just before (binary, client/mf/wire.ts). The coordinator
+ * commits both to its checkpoints and counts the block done.
+ */
+export const mfDoneSchema = z.object({
+  type: z.literal("mf-done"),
+  t: nonNegInt,
+  row: nonNegInt.max(255),
+  col: nonNegInt.max(255),
+  /** Sum of squared training errors over the block's ratings, and their count. */
+  sq: finite.min(0),
+  ratings: nonNegInt,
+  ms: finite.min(0),
+  /** Factor bytes this worker holds now and at most so far (row blocks + column blocks). */
+  modelBytes: nonNegInt.max(Number.MAX_SAFE_INTEGER),
+  peakModelBytes: nonNegInt.max(Number.MAX_SAFE_INTEGER),
+  bytesIn: nonNegInt.max(Number.MAX_SAFE_INTEGER),
+  bytesOut: nonNegInt.max(Number.MAX_SAFE_INTEGER),
+  peers: nonNegInt,
+  /** Where V_col came from: a peer's frame, this worker's own memory, or the coordinator's checkpoint. */
+  vFrom: z.enum(["peer", "local", "checkpoint"]),
+});
+export type MfDoneMessage = z.infer<typeof mfDoneSchema>;
+
 export const clientMessageSchema = z.discriminatedUnion("type", [
+  mfDoneSchema,
   joinSchema,
   clockReportSchema,
   heartbeatSchema,
@@ -189,6 +215,8 @@ export const welcomeSchema = z.object({
   startClock: nonNegInt,
   /** Whether the joiner must take a snapshot from a peer before stepping. */
   needsSnapshot: z.boolean(),
+  /** Job `mf`: the problem, so the page generates its own ratings from the seed. */
+  mf: z.lazy(() => mfProblemSchema).optional(),
 });
 export type WelcomeMessage = z.infer<typeof welcomeSchema>;
 
@@ -257,7 +285,52 @@ export const errorSchema = z.object({
 });
 export type ErrorMessage = z.infer<typeof errorSchema>;
 
+// ---------------------------------------------------------------- job mf (model parallel)
+
+export const mfProblemSchema = z.object({
+  users: nonNegInt.min(2),
+  items: nonNegInt.min(2),
+  rank: nonNegInt.min(1).max(256),
+  density: finite.gt(0).max(1),
+  noise: finite.positive(),
+  blocks: nonNegInt.min(1).max(256),
+  seed: nonNegInt,
+  lr: finite.positive(),
+  lrDecay: finite.min(0),
+  lambda: finite.min(0),
+  initStd: finite.positive(),
+});
+
+const mfPeerSchema = z.object({ id: workerId, peerId: z.string().max(100) });
+
+/**
+ * Job `mf`: the blocks this worker trains in sub-epoch `t`, one after the
+ * other. `u: "local"` means it holds U_row at version t; otherwise it fetches
+ * it from /api/mf/blocks/u/ROW. `vFrom` names the peer that hands it V_col at
+ * version t (itself: already held), or null: fetch the checkpoint. Afterwards
+ * V_col goes to `sendTo` peer to peer (null: nobody needs it yet).
+ */
+export const mfStepSchema = z.object({
+  type: z.literal("mf-step"),
+  t: nonNegInt,
+  lr: finite.positive(),
+  tasks: z
+    .array(
+      z.object({
+        row: nonNegInt.max(255),
+        col: nonNegInt.max(255),
+        u: z.enum(["local", "checkpoint"]),
+        vFrom: workerId.nullable(),
+        sendTo: workerId.nullable(),
+      }),
+    )
+    .max(256),
+  peers: z.array(mfPeerSchema).max(10_000),
+});
+export type MfStepMessage = z.infer<typeof mfStepSchema>;
+
 export const serverMessageSchema = z.discriminatedUnion("type", [
+  mfStepSchema,
   welcomeSchema,
   viewSchema,
   assignSchema,
