@@ -18,6 +18,7 @@ import {
   type ViewMessage,
   type WelcomeMessage,
 } from "../coordinator/protocol.ts";
+import { applyViewDelta } from "../coordinator/views.ts";
 import { JOBS } from "./jobs/registry.ts";
 import {
   FrameType,
@@ -122,6 +123,10 @@ interface Membership {
   readonly transport: PeerTransport;
   readonly peerOf: Map<string, string>;
   started: boolean;
+  /** The last full view (deltas apply to it); null until the first. */
+  view: ViewMessage | null;
+  /** A `view-request` is out: deltas are ignored until the whole view arrives. */
+  viewRequested: boolean;
   snapshotLoaded: boolean;
   snapshotTimer: ReturnType<typeof setInterval> | null;
 }
@@ -254,6 +259,8 @@ async function main(): Promise<void> {
       welcome: w,
       peerOf,
       started: false,
+      view: null,
+      viewRequested: false,
       snapshotLoaded: !w.needsSnapshot,
       snapshotTimer: null,
       transport: new PeerTransport({
@@ -376,16 +383,32 @@ async function main(): Promise<void> {
         void worker.assign(msg);
         ui.setShards(msg.shards.length, msg.shards.reduce((s, x) => s + x.bytes, 0));
         return;
+      case "view-delta":
       case "view": {
         const m = member;
         if (!m) return;
-        applyView(m, msg);
+        let full: ViewMessage | null;
+        if (msg.type === "view-delta") {
+          full = m.view ? applyViewDelta(m.view, msg) : null;
+          if (!full) {
+            // A missed epoch (or no view yet): ask once for the whole view.
+            if (!m.viewRequested) send({ type: "view-request" });
+            m.viewRequested = true;
+            return;
+          }
+        } else {
+          if (m.view && msg.epoch < m.view.epoch) return;
+          full = msg;
+        }
+        m.view = full;
+        m.viewRequested = false;
+        applyView(m, full);
         if (!m.started) {
           m.started = true;
           ui.setState("training");
-          void worker.start(coordinator, m.welcome, msg, slowdown, proxied);
+          void worker.start(coordinator, m.welcome, full, slowdown, proxied);
         } else {
-          void worker.setView(msg);
+          void worker.setView(full);
         }
         return;
       }

@@ -34,6 +34,10 @@ export interface CoordinatorConfig {
   readonly evalIntervalMs: number;
   /** Drop stragglers from the view (default) or only mark them. */
   readonly dropStragglers: boolean;
+  /** Membership changes within this many ms make one view epoch (`--view-batch`, default 50). */
+  readonly viewBatchMs: number;
+  /** Every view in full to every worker, each change at once (`--full-views`: the old behaviour, for comparisons). */
+  readonly fullViews: boolean;
   /** Folder of the built pages (default dist/ beside the sources). */
   readonly dist: string | null;
 }
@@ -60,6 +64,8 @@ export const COORDINATOR_FLAGS = {
   dist: { type: "string" },
   "drop-stragglers": { type: "string" },
   "eval-interval": { type: "string" },
+  "view-batch": { type: "string" },
+  "full-views": { type: "boolean" },
 } as const;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
@@ -131,6 +137,8 @@ export function configFromValues(values: Record<string, string | boolean | undef
     dist: str("dist") ?? null,
     evalIntervalMs: int("eval-interval", str("eval-interval"), 1000, 0, 600_000),
     dropStragglers: onOff("drop-stragglers", str("drop-stragglers"), true),
+    viewBatchMs: int("view-batch", str("view-batch"), 50, 0, 10_000),
+    fullViews: values["full-views"] === true,
   };
 }
 

@@ -24,6 +24,7 @@ import { clockRange, compareWorkerIds, lowerCut, stalenessBound } from "./ssp.ts
 import { assess, chooseDrops, DEFAULT_DROP, DEFAULT_POLICY, rejoinDelayMs, type DropPolicy, type StragglerPolicy } from "./stragglers.ts";
 import { DEFAULT_AUTO, initialAutoState, stepAuto, type AutoPolicy, type AutoState } from "./auto.ts";
 import type { JobStore } from "./state.ts";
+import { ViewBook } from "./views.ts";
 
 export type WorkerState = "active" | "straggler" | "dropped" | "left";
 export type JobState = "waiting" | "running" | "paused" | "done" | "failed";
@@ -53,6 +54,13 @@ export interface JobOptions {
   readonly autoPolicy?: AutoPolicy;
   readonly now?: () => number;
   readonly log?: (line: string) => void;
+  /**
+   * Membership changes within this many ms are published as one view epoch
+   * (and one shard reassignment); 0 publishes every change at once.
+   */
+  readonly viewBatchMs?: number;
+  /** Send every view in full to every worker (the behaviour before delta views; for comparisons). */
+  readonly fullViews?: boolean;
 }
 
 interface WorkerRecord {
@@ -71,6 +79,8 @@ interface WorkerRecord {
   state: WorkerState;
   clock: number;
   lastSeen: number;
+  /** The coordinator's summed stall time when `lastSeen` was set. */
+  stalledAtSeen: number;
   lastReportAt: number;
   rateMark: { t: number; clock: number };
   stepMs: number;
@@ -138,7 +148,16 @@ export class JobRun {
   private readonly coverage: Set<number>[] = [new Set()];
   private readonly epochsDone: { epoch: number; t: number }[] = [];
   private readonly session = randomBytes(4).toString("hex");
-  private epoch = 0;
+  private readonly views = new ViewBook();
+  /** Workers that get the whole view at the next publication (joiners, `view-request`). */
+  private readonly wantsFullView = new Set<string>();
+  private viewTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Active and straggling workers sorted by id; null when membership changed since. */
+  private activeCache: WorkerRecord[] | null = null;
+  private examplesTotal = 0;
+  /** Time the coordinator's own loop was stalled (late ticks), summed; see `tick`. */
+  private stalledMs = 0;
+  private lastTickAt: number | null = null;
   private cuts: { id: string; clock: number }[] = [];
   consistency: Consistency;
   state: JobState;
@@ -173,10 +192,12 @@ export class JobRun {
     this.log(`${kind}${worker ? ` ${worker}` : ""}${detail ? `: ${detail}` : ""}`);
   }
 
+  /** Active and straggling workers, sorted by id (cached until membership changes; do not mutate). */
   private active(): WorkerRecord[] {
-    return [...this.workers.values()]
+    this.activeCache ??= [...this.workers.values()]
       .filter((w) => w.state === "active" || w.state === "straggler")
       .sort((a, b) => compareWorkerIds(a.id, b.id));
+    return this.activeCache;
   }
 
   private viewMembers(): ViewMember[] {
@@ -187,18 +208,44 @@ export class JobRun {
     return this.active()[0]?.id ?? null;
   }
 
+  /** The view changed: publish it now, or at the end of the batch window. */
   private broadcastView(): void {
-    this.epoch++;
-    const msg: ServerMessage = {
-      type: "view",
-      epoch: this.epoch,
-      active: this.viewMembers(),
-      cuts: this.cuts,
-      consistency: this.consistency,
-      state: this.state,
-      evaluator: this.evaluator(),
-    };
-    for (const w of this.active()) w.send(msg);
+    const ms = this.opts.fullViews ? 0 : (this.opts.viewBatchMs ?? 0);
+    if (ms <= 0) {
+      this.publishView();
+      return;
+    }
+    if (this.viewTimer !== null) return;
+    this.viewTimer = setTimeout(() => {
+      this.viewTimer = null;
+      this.publishView();
+    }, ms);
+  }
+
+  /** Publish what is pending at once (before messages that must follow the view, e.g. finish). */
+  private flushView(): void {
+    if (this.viewTimer === null) return;
+    clearTimeout(this.viewTimer);
+    this.viewTimer = null;
+    this.publishView();
+  }
+
+  /**
+   * One view epoch: shards reassigned, then the delta to every worker that
+   * holds the previous epoch and the whole view to joiners and to those that
+   * asked for it.
+   */
+  private publishView(): void {
+    this.reassignShards();
+    const { full, delta } = this.views.publish(
+      { active: this.viewMembers(), cuts: this.cuts, consistency: this.consistency, state: this.state, evaluator: this.evaluator() },
+      this.opts.fullViews === true,
+    );
+    for (const w of this.active()) {
+      if (this.opts.fullViews || this.wantsFullView.has(w.id)) w.send(full);
+      else if (delta !== null) w.send(delta);
+    }
+    this.wantsFullView.clear();
   }
 
   /** Give each active worker a contiguous block of shards; tell those whose block changed. */
@@ -251,6 +298,7 @@ export class JobRun {
       state: "active",
       clock: startClock,
       lastSeen: now,
+      stalledAtSeen: this.stalledMs,
       lastReportAt: now,
       rateMark: { t: now, clock: startClock },
       stepMs: 0,
@@ -275,6 +323,8 @@ export class JobRun {
     };
     lineage.live = id;
     this.workers.set(id, w);
+    this.activeCache = null;
+    this.wantsFullView.add(id);
     this.lineages.set(w.credential, lineage);
     send({
       type: "welcome",
@@ -301,7 +351,6 @@ export class JobRun {
       this.state = "running";
       this.event("started");
     }
-    this.reassignShards();
     this.broadcastView();
     return { ok: true, id };
   }
@@ -337,9 +386,14 @@ export class JobRun {
     if (!w || w.state === "left" || w.state === "dropped") return;
     const now = this.now();
     w.lastSeen = now;
+    w.stalledAtSeen = this.stalledMs;
     switch (msg.type) {
       case "heartbeat":
       case "join":
+        return;
+      case "view-request":
+        this.wantsFullView.add(id);
+        this.broadcastView();
         return;
       case "paused":
         // Nobody waits for a paused page: it leaves the view and joins again on resume.
@@ -360,7 +414,7 @@ export class JobRun {
         // Smoothed: one noisy step must not make a worker look slow.
         if (msg.stepMs > 0) w.stepMs = w.stepMs === 0 ? msg.stepMs : 0.7 * w.stepMs + 0.3 * msg.stepMs;
         w.batch = msg.batch;
-        w.examples = msg.examples;
+        this.examplesTotal += msg.examples - w.examples;
         w.bytesIn = msg.bytesIn;
         w.bytesOut = msg.bytesOut;
         w.peers = msg.peers;
@@ -370,7 +424,7 @@ export class JobRun {
         if (msg.stalenessHist) {
           msg.stalenessHist.forEach((n, k) => (w.stalenessHist[k] = (w.stalenessHist[k] ?? 0) + n));
         }
-        this.recordLoss();
+        if (w.clock > this.lossClock && w.clock > w.startClock) this.recordLoss();
         const range = this.clockRangeCached();
         w.minApplied = msg.minApplied;
         w.send({ type: "ack", ...(msg.seq !== undefined ? { seq: msg.seq } : {}), min: range.min, max: range.max, active: range.active, stable: range.stable });
@@ -421,9 +475,7 @@ export class JobRun {
 
   /** Examples processed by every worker, past and present. */
   examplesProcessed(): number {
-    let n = 0;
-    for (const w of this.workers.values()) n += w.examples;
-    return n;
+    return this.examplesTotal;
   }
 
   private rangeCache: { at: number; min: number; max: number; active: number; stable: number } | null = null;
@@ -433,12 +485,21 @@ export class JobRun {
     const now = this.now();
     if (this.rangeCache && now - this.rangeCache.at < 50) return this.rangeCache;
     const act = this.active();
-    const r = clockRange(act.map((w) => w.clock));
-    const stable = act.length === 0 ? 0 : Math.min(...act.map((w) => w.minApplied));
+    let min = Infinity;
+    let max = 0;
+    let stable = Infinity;
+    for (const w of act) {
+      if (w.clock < min) min = w.clock;
+      if (w.clock > max) max = w.clock;
+      if (w.minApplied < stable) stable = w.minApplied;
+    }
+    const r = act.length === 0 ? { min: 0, max: 0 } : { min, max };
+    if (act.length === 0) stable = 0;
     this.rangeCache = { at: now, min: r.min, max: r.max, active: act.length, stable };
     return this.rangeCache;
   }
 
+  /** A report raised the highest clock: one point of the training-loss series (O(active) per new clock). */
   private recordLoss(): void {
     const act = this.active().filter((w) => w.clock > w.startClock);
     if (act.length === 0) return;
@@ -456,6 +517,7 @@ export class JobRun {
     const r = decodeModelUpload(bytes, this.job.parameters);
     if (!r.ok) return r.message;
     w.lastSeen = this.now();
+    w.stalledAtSeen = this.stalledMs;
     // Evaluation runs on the coordinator's event loop: keep it under ~10% of
     // the time (at most once a second, and ten times its own duration apart),
     // so many fast steps never starve the control traffic and shard serving.
@@ -487,6 +549,7 @@ export class JobRun {
   /** End the job: every worker stops stepping and reports its last clock. */
   finish(reason: string): void {
     if (this.finishing || this.state === "done") return;
+    this.flushView();
     this.finishing = { since: this.now(), reason, drainSent: false };
     this.event("finishing", undefined, reason);
     for (const w of this.active()) w.send({ type: "finish", reason });
@@ -540,30 +603,48 @@ export class JobRun {
     const w = this.workers.get(id);
     if (!w || w.state === "left" || w.state === "dropped") return;
     w.state = state;
+    this.activeCache = null;
+    this.wantsFullView.delete(id);
     if (w.lineage.live === id) w.lineage.live = null;
     this.cuts = [...this.cuts.filter((c) => c.id !== id), { id, clock: w.clock }];
     this.event(state, id, why);
-    this.reassignShards();
     this.broadcastView();
     this.maybeDrain();
     this.maybeDone();
   }
 
-  /** Periodic: liveness, stragglers, the drain timeout. */
-  tick(): void {
+  /**
+   * Periodic: liveness, stragglers, the drain timeout. `intervalMs` is how
+   * often the caller means to tick: a tick that comes later than that shows
+   * the coordinator itself was stalled (its loop busy, or no CPU for it), and
+   * that time does not count as any worker's silence (their messages may be
+   * waiting unread in the sockets). At most a tenth of the workers (or 10)
+   * are declared gone per tick; the rest are judged again at the next.
+   */
+  tick(intervalMs?: number): void {
     const now = this.now();
-    const act = this.active();
+    if (intervalMs !== undefined && this.lastTickAt !== null) this.stalledMs += Math.max(0, now - this.lastTickAt - intervalMs);
+    this.lastTickAt = now;
+    const act = [...this.active()];
     const verdicts = assess(
-      act.map((w) => ({ id: w.id, clock: w.clock, stepMs: w.stepMs, lastSeen: w.lastSeen, slowSince: w.slowSince, paused: w.paused })),
+      act.map((w) => ({
+        id: w.id,
+        clock: w.clock,
+        stepMs: w.stepMs,
+        lastSeen: Math.min(now, w.lastSeen + (this.stalledMs - w.stalledAtSeen)),
+        slowSince: w.slowSince,
+        paused: w.paused,
+      })),
       stalenessBound(this.consistency),
       now,
       this.opts.policy ?? DEFAULT_POLICY,
     );
+    let goneBudget = Math.max(10, Math.ceil(act.length / 10));
     for (const v of verdicts) {
       const w = this.workers.get(v.id);
       if (!w) continue;
       if (v.verdict === "gone") {
-        this.remove(v.id, "left", v.reason);
+        if (goneBudget-- > 0) this.remove(v.id, "left", v.reason);
         continue;
       }
       w.slowSince = v.slowSince;
@@ -676,7 +757,7 @@ export class JobRun {
         covered: this.coverage[0]?.size ?? 0,
         epochsDone: this.epochsDone,
       },
-      view: { epoch: this.epoch, active: act.map((w) => w.id) },
+      view: { epoch: this.views.epoch, active: act.map((w) => w.id) },
       clock: range,
       examples: this.examplesProcessed(),
       served: this.served,

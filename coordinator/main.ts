@@ -60,6 +60,8 @@ export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) 
     log,
     dropStragglers: cfg.dropStragglers,
     minEvalIntervalMs: cfg.evalIntervalMs,
+    viewBatchMs: cfg.viewBatchMs,
+    fullViews: cfg.fullViews,
   });
   const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: cfg.dist ?? join(ROOT, "dist"), run, log });
   return { server, run };

@@ -103,6 +103,8 @@ export const readySchema = z.object({ type: z.literal("ready") });
  * it: the coordinator lowers the cut below it so every replica can agree.
  */
 export const missingSchema = z.object({ type: z.literal("missing"), id: workerId, clock: nonNegInt.min(1) });
+/** The page missed a view epoch (a delta did not fit its view): send the whole view. */
+export const viewRequestSchema = z.object({ type: z.literal("view-request") });
 export const pauseStateSchema = z.object({ type: z.literal("paused"), paused: z.boolean() });
 
 /**
@@ -141,6 +143,7 @@ export const clientMessageSchema = z.discriminatedUnion("type", [
   pauseStateSchema,
   missingSchema,
   readySchema,
+  viewRequestSchema,
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 export type JoinMessage = z.infer<typeof joinSchema>;
@@ -187,6 +190,8 @@ export const viewMemberSchema = z.object({
 });
 export type ViewMember = z.infer<typeof viewMemberSchema>;
 
+const cutSchema = z.object({ id: workerId, clock: nonNegInt });
+
 export const viewSchema = z.object({
   type: z.literal("view"),
   epoch: nonNegInt,
@@ -195,13 +200,32 @@ export const viewSchema = z.object({
    * Cuts for workers that left or were dropped: every replica counts exactly
    * u(id, 1..clock) of that worker and ignores the rest.
    */
-  cuts: z.array(z.object({ id: workerId, clock: nonNegInt })).max(100_000),
+  cuts: z.array(cutSchema).max(100_000),
   consistency: consistencySchema,
   state: z.enum(["waiting", "running", "paused", "done", "failed"]),
   /** The worker that uploads its replica for evaluation. */
   evaluator: workerId.nullable(),
 });
 export type ViewMessage = z.infer<typeof viewSchema>;
+
+/**
+ * The view of `epoch` as a change to the view of `base` (coordinator/views.ts):
+ * members added or changed (`upsert`), members gone (`remove`), cuts added or
+ * lowered, and the job-wide fields in full. A page whose view is not `base`
+ * ignores it and sends `view-request`.
+ */
+export const viewDeltaSchema = z.object({
+  type: z.literal("view-delta"),
+  epoch: nonNegInt,
+  base: nonNegInt,
+  upsert: z.array(viewMemberSchema).max(10_000),
+  remove: z.array(workerId).max(10_000),
+  cuts: z.array(cutSchema).max(100_000),
+  consistency: consistencySchema,
+  state: z.enum(["waiting", "running", "paused", "done", "failed"]),
+  evaluator: workerId.nullable(),
+});
+export type ViewDeltaMessage = z.infer<typeof viewDeltaSchema>;
 
 export const welcomeSchema = z.object({
   type: z.literal("welcome"),
@@ -333,6 +357,7 @@ export const serverMessageSchema = z.discriminatedUnion("type", [
   mfStepSchema,
   welcomeSchema,
   viewSchema,
+  viewDeltaSchema,
   assignSchema,
   finishSchema,
   drainSchema,
@@ -344,8 +369,15 @@ export type ServerMessage = z.infer<typeof serverMessageSchema>;
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; code: RejectCode; message: string };
 
-function parseWith<T>(schema: z.ZodType<T>, text: string): Parsed<T> {
-  if (text.length > MAX_CONTROL_MESSAGE_BYTES) {
+/**
+ * Largest message a page accepts from the coordinator: a full view lists every
+ * member (~90 bytes each) and every cut, so it outgrows the page's own limit
+ * past ~700 workers.
+ */
+export const MAX_SERVER_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+function parseWith<T>(schema: z.ZodType<T>, text: string, maxBytes = MAX_CONTROL_MESSAGE_BYTES): Parsed<T> {
+  if (text.length > maxBytes) {
     return { ok: false, code: "too-large", message: `message of ${text.length} bytes` };
   }
   let raw: unknown;
@@ -370,7 +402,7 @@ export function parseClientMessage(text: string): Parsed<ClientMessage> {
 }
 
 export function parseServerMessage(text: string): Parsed<ServerMessage> {
-  return parseWith(serverMessageSchema, text);
+  return parseWith(serverMessageSchema, text, MAX_SERVER_MESSAGE_BYTES);
 }
 
 // ---------------------------------------------------------------- binary model upload

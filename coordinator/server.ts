@@ -251,7 +251,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
   });
 
-  const timer = setInterval(() => run.tick(), TICK_MS);
+  const timer = setInterval(() => run.tick(TICK_MS), TICK_MS);
 
   await new Promise<void>((resolvePromise, reject) => {
     http.once("error", reject);
