@@ -24,12 +24,12 @@ import {
   FrameType,
   decodeResendRequestPayload,
   decodeSnapshotPayload,
-  decodeUpdatePayload,
   encodeResendRequestPayload,
   encodeSnapshotPayload,
-  encodeUpdatePayload,
+  type Encoding,
   type ReceivedMessage,
 } from "./peer/frames.ts";
+import { decodeUpdate } from "./compress.ts";
 import { PeerTransport } from "./peer/transport.ts";
 import type { TrainingWorkerApi, WorkerReport } from "./worker.ts";
 import { PageView } from "./ui.ts";
@@ -190,9 +190,10 @@ async function main(): Promise<void> {
     const w = m.welcome;
     switch (msg.type) {
       case FrameType.UPDATE: {
-        const d = decodeUpdatePayload(msg.payload, w.job.parameters);
+        const d = decodeUpdate(msg.encoding, msg.payload, w.job.parameters);
         if (!d.ok) {
           log(`dropped an update from ${m.peerOf.get(fromPeer) ?? fromPeer}: ${d.reason}`);
+          m.transport.malformed(fromPeer, d.reason);
           return;
         }
         const buf = d.value.buffer as ArrayBuffer;
@@ -204,7 +205,7 @@ async function main(): Promise<void> {
           if (!s || member !== m) return;
           const vectorClock = new Map(Object.entries(s.vector).map(([id, c]) => [num(id), c] as [number, number]));
           void m.transport.send(fromPeer, FrameType.SNAPSHOT, num(w.workerId), 0, encodeSnapshotPayload({ vectorClock, params: new Float32Array(s.params) }));
-          for (const u of s.retained) void m.transport.send(fromPeer, FrameType.RETAINED, num(u.author), u.clock, new Uint8Array(u.buffer));
+          for (const u of s.retained) void m.transport.send(fromPeer, FrameType.RETAINED, num(u.author), u.clock, new Uint8Array(u.buffer), u.encoding);
         });
         return;
       case FrameType.SNAPSHOT: {
@@ -223,8 +224,11 @@ async function main(): Promise<void> {
         return;
       }
       case FrameType.RETAINED: {
-        const d = decodeUpdatePayload(msg.payload, w.job.parameters);
-        if (!d.ok) return;
+        const d = decodeUpdate(msg.encoding, msg.payload, w.job.parameters);
+        if (!d.ok) {
+          m.transport.malformed(fromPeer, d.reason);
+          return;
+        }
         const buf = d.value.buffer as ArrayBuffer;
         void worker.importRetained(`w${msg.sender}`, msg.clock, Comlink.transfer(buf, [buf]));
         return;
@@ -233,7 +237,7 @@ async function main(): Promise<void> {
         const d = decodeResendRequestPayload(msg.payload);
         if (!d.ok) return;
         void worker.retained(`w${d.value.target}`, d.value.fromClock, Number.MAX_SAFE_INTEGER).then((list) => {
-          for (const u of list) void m.transport.send(fromPeer, FrameType.UPDATE, d.value.target, u.clock, new Uint8Array(u.buffer));
+          for (const u of list) void m.transport.send(fromPeer, FrameType.UPDATE, d.value.target, u.clock, new Uint8Array(u.buffer), u.encoding);
         });
         return;
       }
@@ -308,10 +312,10 @@ async function main(): Promise<void> {
   };
 
   const callbacks = {
-    update(clock: number, buffer: ArrayBuffer): void {
+    update(clock: number, encoding: Encoding, buffer: ArrayBuffer): void {
       const m = member;
       if (!m) return;
-      void m.transport.broadcast(FrameType.UPDATE, num(m.welcome.workerId), clock, encodeUpdatePayload(new Float32Array(buffer)));
+      void m.transport.broadcast(FrameType.UPDATE, num(m.welcome.workerId), clock, new Uint8Array(buffer), encoding);
     },
     report(r: WorkerReport): void {
       const t = member?.transport;

@@ -7,7 +7,9 @@
  */
 import * as Comlink from "comlink";
 import { STALENESS_BUCKETS, type AssignMessage, type Digest, type ViewMessage, type WelcomeMessage } from "../coordinator/protocol.ts";
+import { ErrorFeedback, NO_COMPRESSION, encodeExact, parseCompression, type Compression } from "./compress.ts";
 import { yieldToEventLoop, type SoftmaxBackend } from "./gpu/backend.ts";
+import type { Encoding } from "./peer/frames.ts";
 import { selectBackend } from "./gpu/select.ts";
 import { JOBS } from "./jobs/registry.ts";
 import { optimizerByName, type Optimizer } from "./jobs/optimizers.ts";
@@ -35,8 +37,16 @@ export interface WorkerReport {
   readonly maxLead: number;
 }
 
+/** A retained update in its wire form (client/compress.ts `encodeExact`), to re-send. */
+export interface WireUpdate {
+  readonly clock: number;
+  readonly encoding: Encoding;
+  readonly buffer: ArrayBuffer;
+}
+
 export interface WorkerCallbacks {
-  update(clock: number, buffer: ArrayBuffer): void;
+  /** This worker's update for `clock`, encoded (frame encoding + payload) as the job's compression says. */
+  update(clock: number, encoding: Encoding, buffer: ArrayBuffer): void;
   report(r: WorkerReport): void;
   model(clock: number, buffer: ArrayBuffer): void;
   final(clock: number): void;
@@ -107,6 +117,9 @@ class TrainingWorker {
   /** Staleness of applied peer updates since the last report. */
   private stalenessHist: number[] = new Array<number>(STALENESS_BUCKETS).fill(0);
   private pendingAssign: AssignMessage | null = null;
+  private compression: Compression = NO_COMPRESSION;
+  /** This membership's error-feedback residual (what compression left out so far). */
+  private feedback: ErrorFeedback | null = null;
 
   /** Pick the compute backend for `jobName` (see gpu/select.ts). */
   async init(forceBackend: "webgpu" | "cpu" | null, jobName: string, maxBatch: number): Promise<InitResult> {
@@ -139,6 +152,9 @@ class TrainingWorker {
     this.sampler = new BatchSampler(welcome.job.seed * 7919 + Number(welcome.workerId.slice(1)));
     this.resample();
     this.replica = new Replica(welcome.workerId, job.init(welcome.job.seed), view);
+    const compression = parseCompression(welcome.job.compression);
+    this.compression = compression.ok ? compression.value : NO_COMPRESSION;
+    this.feedback = new ErrorFeedback(this.compression, job.parameters);
     this.ready = !welcome.needsSnapshot;
     this.readySent = false;
     this.setView(view);
@@ -230,11 +246,11 @@ class TrainingWorker {
   }
 
   /** A consistent snapshot for a joining peer: parameters, vector clock, retained updates it counts. */
-  snapshot(): { params: ArrayBuffer; vector: Record<string, number>; retained: { author: string; clock: number; buffer: ArrayBuffer }[] } | null {
+  snapshot(): { params: ArrayBuffer; vector: Record<string, number>; retained: (WireUpdate & { author: string })[] } | null {
     if (!this.replica || !this.ready) return null;
     const snap = this.replica.snapshot();
     const params = snap.params.buffer as ArrayBuffer;
-    const retained = snap.retained.map((u) => ({ author: u.author, clock: u.clock, buffer: u.update.slice().buffer }));
+    const retained = snap.retained.map((u) => ({ author: u.author, ...this.wire(u.clock, u.update) }));
     return Comlink.transfer({ params, vector: snap.vector, retained }, [params, ...retained.map((u) => u.buffer)]);
   }
 
@@ -255,13 +271,19 @@ class TrainingWorker {
   }
 
   /** Retained updates of `id` after `fromClock`, to re-send to a peer. */
-  retained(id: string, fromClock: number, upTo: number): { clock: number; buffer: ArrayBuffer }[] {
+  retained(id: string, fromClock: number, upTo: number): WireUpdate[] {
     if (!this.replica) return [];
     const out = this.replica
       .retainedAfter(id, fromClock)
       .filter((u) => u.clock <= upTo)
-      .map((u) => ({ clock: u.clock, buffer: u.update.slice().buffer }));
+      .map((u) => this.wire(u.clock, u.update));
     return Comlink.transfer(out, out.map((o) => o.buffer));
+  }
+
+  /** A retained (already decoded) update re-encoded so that it decodes to exactly the same values. */
+  private wire(clock: number, update: Float32Array): WireUpdate {
+    const e = encodeExact(update, this.compression);
+    return { clock, encoding: e.encoding, buffer: e.payload.buffer };
   }
 
   /** The coordinator's stable point (see Replica.setStable). */
@@ -424,11 +446,14 @@ class TrainingWorker {
         this.baseSamples.push(computeMs);
         this.baseStepMs = Math.min(...this.baseSamples);
       }
-      const clock = r.applyOwn(update);
+      // Error feedback: what is applied here and sent is the decoded update
+      // (every replica applies the same values); the rest stays in the residual.
+      const { encoded, decoded } = (this.feedback ?? new ErrorFeedback(this.compression, update.length)).encode(update);
+      const clock = r.applyOwn(decoded);
       this.examples += batch.size;
       this.lastLoss = loss;
-      const copy = update.slice().buffer;
-      cb.update(clock, Comlink.transfer(copy, [copy]));
+      const wire = encoded.payload.buffer;
+      cb.update(clock, encoded.encoding, Comlink.transfer(wire, [wire]));
       if (this.evaluator === welcome.workerId && clock % welcome.job.evalEvery === 0) {
         const p = r.params.slice().buffer;
         cb.model(clock, Comlink.transfer(p, [p]));

@@ -5,6 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import { randomBytes } from "node:crypto";
+import { parseCompression, type Compression } from "../client/compress.ts";
 import { JOBS } from "../client/jobs/registry.ts";
 import { OPTIMIZER_NAMES, type OptimizerName } from "../client/jobs/optimizers.ts";
 import { CONSISTENCY_MODES, type Consistency } from "./protocol.ts";
@@ -40,6 +41,8 @@ export interface CoordinatorConfig {
   readonly fullViews: boolean;
   /** Folder of the built pages (default dist/ beside the sources). */
   readonly dist: string | null;
+  /** How workers encode their updates (`--compression`, default none). */
+  readonly compression: Compression;
 }
 
 export const COORDINATOR_FLAGS = {
@@ -66,6 +69,7 @@ export const COORDINATOR_FLAGS = {
   "eval-interval": { type: "string" },
   "view-batch": { type: "string" },
   "full-views": { type: "boolean" },
+  compression: { type: "string" },
 } as const;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
@@ -116,6 +120,8 @@ export function configFromValues(values: Record<string, string | boolean | undef
   if (tokenFlag !== undefined && !/^[A-Za-z0-9._~-]{8,200}$/.test(tokenFlag)) {
     throw new UsageError("--token must be 8 to 200 characters of A-Z a-z 0-9 . _ ~ -");
   }
+  const compression = parseCompression(str("compression") ?? "none");
+  if (!compression.ok) throw new UsageError(`--compression: ${compression.message}`);
   return {
     port: int("port", str("port"), 8080, 0, 65535),
     host,
@@ -139,6 +145,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
     dropStragglers: onOff("drop-stragglers", str("drop-stragglers"), true),
     viewBatchMs: int("view-batch", str("view-batch"), 50, 0, 10_000),
     fullViews: values["full-views"] === true,
+    compression: compression.value,
   };
 }
 

@@ -6,6 +6,7 @@
  * through the `send` function given at join.
  */
 import { randomBytes } from "node:crypto";
+import { formatCompression, NO_COMPRESSION, type Compression } from "../client/compress.ts";
 import type { JobDefinition } from "../client/jobs/job.ts";
 import type { OptimizerName } from "../client/jobs/optimizers.ts";
 import type { Dataset } from "./data.ts";
@@ -46,6 +47,8 @@ export interface JobOptions {
   readonly learningRate: number;
   /** The optimizer workers use instead of the job's default. */
   readonly optimizer?: OptimizerName;
+  /** How workers encode their updates (default: none, dense f32). */
+  readonly compression?: Compression;
   readonly store: JobStore | null;
   readonly policy?: StragglerPolicy;
   /** Straggler drops (default on; `dropStragglers: false` only marks them). */
@@ -340,6 +343,7 @@ export class JobRun {
         seed: this.opts.seed,
         maxClock: this.opts.maxClock,
         evalEvery: this.opts.evalEvery,
+        compression: formatCompression(this.opts.compression ?? NO_COMPRESSION),
       },
       iceServers: [],
       startClock,
@@ -762,6 +766,8 @@ export class JobRun {
       examples: this.examplesProcessed(),
       served: this.served,
       target: { accuracy: this.opts.targetAccuracy, maxClock: this.opts.maxClock },
+      compression: formatCompression(this.opts.compression ?? NO_COMPRESSION),
+      bytesOutPerClock: bytesOutPerClock(this.workers.values()),
       workers: [...this.workers.values()]
         .sort((a, b) => compareWorkerIds(a.id, b.id))
         .map((w) => ({
@@ -799,4 +805,19 @@ export class JobRun {
       lastEvalMsAgo: this.lastEvalAt ? now - this.lastEvalAt : null,
     };
   }
+}
+
+/**
+ * Bytes a worker sends per clock, over all workers of the job: the sum of
+ * their reported bytes out over the sum of the clocks they advanced (null
+ * before any clock). Shows what `--compression` saves.
+ */
+function bytesOutPerClock(workers: Iterable<WorkerRecord>): number | null {
+  let bytes = 0;
+  let clocks = 0;
+  for (const w of workers) {
+    bytes += w.bytesOut;
+    clocks += Math.max(0, w.clock - w.startClock);
+  }
+  return clocks > 0 ? Math.round(bytes / clocks) : null;
 }

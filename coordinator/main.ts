@@ -62,6 +62,7 @@ export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) 
     minEvalIntervalMs: cfg.evalIntervalMs,
     viewBatchMs: cfg.viewBatchMs,
     fullViews: cfg.fullViews,
+    compression: cfg.compression,
   });
   const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: cfg.dist ?? join(ROOT, "dist"), run, log });
   return { server, run };

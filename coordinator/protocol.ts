@@ -11,6 +11,7 @@
  * updates between peers travel as binary frames (client/peer/frames.ts).
  */
 import { z } from "zod";
+import { parseCompression } from "../client/compress.ts";
 
 /** Largest control message we accept, in bytes (JSON text). */
 export const MAX_CONTROL_MESSAGE_BYTES = 64 * 1024;
@@ -163,6 +164,8 @@ export const jobSpecSchema = z.object({
   maxClock: nonNegInt,
   /** The evaluating worker uploads its replica every this many clocks. */
   evalEvery: nonNegInt.min(1),
+  /** How updates are encoded (client/compress.ts), e.g. "none" or "topk:0.01+int8". */
+  compression: z.string().max(64).refine((s) => parseCompression(s).ok, "unknown compression"),
 });
 export type JobSpec = z.infer<typeof jobSpecSchema>;
 

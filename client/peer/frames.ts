@@ -78,13 +78,24 @@ export const FrameType = {
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 /**
- * How the tensor bytes of a payload are encoded. One byte in the header; only
- * F32 exists today. Reserved for later: 2 fp16, 3 int8 (scaled), 4 top-k
- * sparse. Control frames (requests, heartbeats) carry F32 too; it is ignored.
+ * How the tensor bytes of a payload are encoded. One byte in the header.
+ * Control frames (requests, heartbeats) and snapshots carry F32; it is
+ * ignored there. UPDATE and RETAINED payloads in the compressed encodings
+ * are written and checked by client/compress.ts, which documents the layouts.
  */
 export const Encoding = {
   /** Raw little-endian IEEE-754 float32. */
   F32: 1,
+  /** Dense IEEE-754 half precision. */
+  F16: 2,
+  /** Dense int8 with one f32 scale per block of 1024 values. */
+  INT8: 3,
+  /** Top-k sparse: delta-coded indices, f32 values. */
+  SPARSE_F32: 4,
+  /** Top-k sparse: delta-coded indices, f16 values. */
+  SPARSE_F16: 5,
+  /** Top-k sparse: delta-coded indices, int8 values with one f32 scale. */
+  SPARSE_INT8: 6,
 } as const;
 export type Encoding = (typeof Encoding)[keyof typeof Encoding];
 

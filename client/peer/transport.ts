@@ -20,6 +20,7 @@ import {
   type ReceivedMessage,
   type RejectReason,
 } from "./frames.ts";
+import type { UpdateRejectReason } from "../compress.ts";
 
 export interface TransportOptions {
   /** The coordinator's origin, e.g. http://127.0.0.1:8080. */
@@ -62,7 +63,7 @@ export class PeerTransport {
   private wanted = new Map<string, number>();
   bytesIn = 0;
   bytesOut = 0;
-  readonly rejected = new Map<RejectReason | "send-failed", number>();
+  readonly rejected = new Map<RejectReason | UpdateRejectReason | "send-failed", number>();
   readonly opened: Promise<void>;
 
   constructor(private readonly opts: TransportOptions) {
@@ -167,7 +168,7 @@ export class PeerTransport {
     }, 1000);
   }
 
-  private count(reason: RejectReason | "send-failed"): void {
+  private count(reason: RejectReason | UpdateRejectReason | "send-failed"): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
   }
 
@@ -212,10 +213,10 @@ export class PeerTransport {
   }
 
   /** Send one message to one peer, in order, respecting backpressure. */
-  send(peerId: string, type: FrameType, sender: number, clock: number, payload: Uint8Array): Promise<void> {
+  send(peerId: string, type: FrameType, sender: number, clock: number, payload: Uint8Array, encoding: Encoding = Encoding.F32): Promise<void> {
     const link = this.links.get(peerId);
     if (!link || !link.open) return Promise.resolve();
-    const frames = encodeMessage({ type, encoding: Encoding.F32, job: 0, sender, clock, messageId: this.ids.next(), payload });
+    const frames = encodeMessage({ type, encoding, job: 0, sender, clock, messageId: this.ids.next(), payload });
     link.sendChain = link.sendChain.then(async () => {
       const dc = link.conn.dataChannel;
       for (const f of frames) {
@@ -234,8 +235,21 @@ export class PeerTransport {
     return link.sendChain;
   }
 
-  broadcast(type: FrameType, sender: number, clock: number, payload: Uint8Array): Promise<void> {
-    return Promise.all(this.openPeers().map((p) => this.send(p, type, sender, clock, payload))).then(() => {});
+  broadcast(type: FrameType, sender: number, clock: number, payload: Uint8Array, encoding: Encoding = Encoding.F32): Promise<void> {
+    return Promise.all(this.openPeers().map((p) => this.send(p, type, sender, clock, payload, encoding))).then(() => {});
+  }
+
+  /**
+   * A message from `peerId` that reassembled but whose payload was refused
+   * (e.g. an update that does not decode): counted like a malformed frame;
+   * past the threshold the peer is disconnected.
+   */
+  malformed(peerId: string, reason: UpdateRejectReason): void {
+    const link = this.links.get(peerId);
+    this.count(reason);
+    if (!link) return;
+    link.rejects++;
+    if (link.rejects > MAX_REJECTS) this.lose(peerId, link, `${link.rejects} malformed messages`);
   }
 
   destroy(): void {

@@ -37,6 +37,18 @@ describe("coordinator flags", () => {
     expect(cfg.consistency).toEqual({ mode: "bsp", staleness: 0 });
     expect(cfg.port).toBe(0);
     expect(cfg.job).toBe("mnist-softmax");
+    expect(cfg.compression).toEqual({ topk: null, values: "f32" });
+  });
+
+  it("--compression takes none, fp16, int8, topk:RATIO and combinations, strictly", () => {
+    expect(parseCoordinatorArgs(["--compression", "topk:0.01+int8"]).compression).toEqual({ topk: 0.01, values: "int8" });
+    expect(parseCoordinatorArgs(["--compression", "fp16"]).compression).toEqual({ topk: null, values: "f16" });
+    for (const bad of ["zip", "topk:2", "topk:0", "int8+fp16", ""]) {
+      expect(() => parseCoordinatorArgs(["--compression", bad])).toThrow(/--compression/);
+    }
+    const r = spawnSync(join(ROOT, "node_modules/.bin/tsx"), ["coordinator/main.ts", "--compression", "topk:5"], { cwd: ROOT, encoding: "utf8", timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split("\n")).toEqual(["grid: --compression: topk wants a ratio in (0, 1], got \"5\""]);
   });
 
   it("exits with status 2 and a one-line message on an unknown flag", () => {

@@ -424,7 +424,7 @@ describe("every rejection reason is reachable", () => {
     },
     "bad-encoding": () => {
       const b = validFrameBytes();
-      b[4] = 2; // fp16: reserved, not implemented
+      b[4] = 7; // past the last defined encoding
       return decodeReason(b.buffer);
     },
     "bad-flags": () => {

@@ -1,0 +1,78 @@
+/**
+ * Compression with error feedback end to end: four volunteers in separate
+ * browser contexts train mnist-softmax with `--compression topk:0.01+int8`
+ * (each update: the top 1% of entries, int8 values, delta-coded indices),
+ * reach the target, end with equal digests, and send far fewer bytes per
+ * clock than dense fp32 updates would need.
+ */
+import { test, expect, type Page } from "@playwright/test";
+import { startCoordinatorProcess, waitFor, type CoordinatorProcess, type Status } from "../support/coordinator.ts";
+import { digestsAgree } from "../../client/replica.ts";
+
+type CompressedStatus = Status & { compression: string; bytesOutPerClock: number | null };
+
+let coord: CoordinatorProcess;
+
+test.beforeAll(async () => {
+  coord = await startCoordinatorProcess(["--min-workers", "4", "--target-accuracy", "0.9", "--compression", "topk:0.01+int8"]);
+});
+
+test.afterEach(async ({}, testInfo) => {
+  if (testInfo.status !== testInfo.expectedStatus && coord) {
+    await testInfo.attach("coordinator output", { body: coord.output(), contentType: "text/plain" });
+    console.log(coord.output().split("\n").slice(-40).join("\n"));
+  }
+});
+
+test.afterAll(async () => {
+  await coord?.stop();
+});
+
+test("four volunteers with topk:0.01+int8 reach 0.90 with equal digests and a fraction of the dense bytes", async ({ browser }) => {
+  test.setTimeout(150_000);
+  const pages: Page[] = [];
+  for (let i = 0; i < 4; i++) {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${coord.url}/?name=compressed-${i}&backend=cpu`);
+    pages.push(page);
+  }
+  const done = (await waitFor("the job to finish", async () => {
+    const s = await coord.status();
+    return s.job.state === "done" && s.workers.filter((w) => w.digest !== null).length === 4 ? s : null;
+  }, 120_000, 1000)) as CompressedStatus;
+
+  expect(done.compression).toBe("topk:0.01+int8");
+  const best = Math.max(...done.metrics.test.series.map(([, v]) => v));
+  expect(best).toBeGreaterThanOrEqual(0.9);
+
+  const active = done.workers.filter((w) => w.state === "active");
+  expect(active).toHaveLength(4);
+  for (const w of active) expect(w.clock).toBeGreaterThan(10);
+
+  // Equal replicas: every replica applied the same decoded updates.
+  const [first, ...rest] = active.map((w) => w.digest);
+  expect(first).toBeTruthy();
+  for (const d of rest) expect(first && d && digestsAgree(first, d)).toBe(true);
+  expect(first?.l2 ?? 0).toBeGreaterThan(1);
+
+  // Bytes: a dense update is 7850 f32 to each of 3 peers per clock. The
+  // status's bytes per clock (everything sent: updates, heartbeats,
+  // re-sends) must be a small fraction of that.
+  const dense = 7850 * 4 * 3;
+  expect(done.bytesOutPerClock).not.toBeNull();
+  const perClock = done.bytesOutPerClock ?? Infinity;
+  test.info().annotations.push({ type: "bytes per clock", description: `${perClock} (dense ${dense}, ${(dense / perClock).toFixed(1)}x fewer)` });
+  expect(perClock).toBeGreaterThan(0);
+  expect(perClock).toBeLessThan(dense / 20);
+  for (const w of active) {
+    expect(w.bytesOut).toBeGreaterThan(0);
+    expect(w.bytesOut).toBeLessThan((dense / 20) * w.clock);
+  }
+
+  // The pages held their peer links (no peer was dropped for malformed updates).
+  for (const page of pages) {
+    const g = await page.evaluate(() => (window as unknown as { grid: { peers: number; log: string[] } }).grid);
+    expect(g.peers).toBe(3);
+    expect(g.log.filter((l) => /dropped an update|malformed/.test(l))).toEqual([]);
+  }
+});
