@@ -164,8 +164,8 @@ export const jobSpecSchema = z.object({
   maxClock: nonNegInt,
   /** The evaluating worker uploads its replica every this many clocks. */
   evalEvery: nonNegInt.min(1),
-  /** How updates are encoded (client/compress.ts), e.g. "none" or "topk:0.01+int8". */
-  compression: z.string().max(64).refine((s) => parseCompression(s).ok, "unknown compression"),
+  /** How updates are encoded (client/compress.ts), e.g. "topk:0.01+int8"; absent: "none". */
+  compression: z.string().max(64).refine((s) => parseCompression(s).ok, "unknown compression").default("none"),
 });
 export type JobSpec = z.infer<typeof jobSpecSchema>;
 
