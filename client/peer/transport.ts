@@ -217,10 +217,12 @@ export class PeerTransport {
     const link = this.links.get(peerId);
     if (!link || !link.open) return Promise.resolve();
     const frames = encodeMessage({ type, encoding, job: 0, sender, clock, messageId: this.ids.next(), payload });
-    link.sendChain = link.sendChain.then(async () => {
-      const dc = link.conn.dataChannel;
+    // A failed send must not poison the chain: later messages still go out in order.
+    link.sendChain = link.sendChain.catch(() => {}).then(async () => {
       for (const f of frames) {
-        if (!link.open) return;
+        // PeerJS drops the channel (null) when the connection closes mid-message.
+        const dc = link.conn.dataChannel as RTCDataChannel | null | undefined;
+        if (!link.open || !dc || dc.readyState !== "open") return;
         if (dc.bufferedAmount > HIGH_WATER) await waitLow(dc);
         try {
           dc.send(f);
