@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { rng } from "../support/random.ts";
 import {
   ErrorFeedback,
   INT8_BLOCK,
@@ -18,16 +19,6 @@ import {
 } from "../../client/compress.ts";
 import { Encoding } from "../../client/peer/frames.ts";
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Gaussian-ish values with a few outliers, like an optimizer's delta. */
 function randomUpdate(rand: () => number, n: number, scale = 1e-2): Float32Array {

@@ -9,19 +9,10 @@
  * that reassemble fine but lie inside (counts, indices, scales, codes).
  */
 import { describe, expect, it } from "vitest";
+import { rng } from "../support/random.ts";
 import { ErrorFeedback, decodeUpdate, encodeUpdate, parseCompression, type Compression } from "../../client/compress.ts";
 import { Encoding, FrameType, HEADER_BYTES, Reassembler, decodeFrame, encodeMessage } from "../../client/peer/frames.ts";
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const pick = <T>(rand: () => number, xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
 
 const SETTINGS = ["none", "fp16", "int8", "topk:0.05", "topk:0.05+fp16", "topk:0.05+int8"].map((t) => {

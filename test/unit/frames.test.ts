@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { rng } from "../support/random.ts";
 import {
   DEFAULT_MAX_CHUNK_BYTES,
   Encoding,
@@ -33,17 +34,6 @@ import {
 // Helpers
 // ---------------------------------------------------------------------------
 
-/** Deterministic PRNG (mulberry32): uniform in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randInt(rand: () => number, n: number): number {
   return Math.floor(rand() * n);
