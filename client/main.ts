@@ -333,6 +333,7 @@ async function main(): Promise<void> {
         minApplied: r.minApplied,
         loss: r.loss,
         stepMs: r.stepMs,
+        ...(r.computeMs > 0 ? { computeMs: r.computeMs } : {}),
         batch: r.batch,
         examples: r.examples,
         bytesIn: pageState.bytesIn,
@@ -426,6 +427,7 @@ async function main(): Promise<void> {
       case "ack":
         ui.setGridClock(msg.min, msg.max, msg.active);
         void worker.setStable(msg.stable);
+        if (msg.batch !== undefined) void worker.setBatch(msg.batch);
         return;
       case "dropped": {
         leaveMembership();

@@ -22,6 +22,8 @@ export interface WorkerReport {
   readonly minApplied: number;
   readonly loss: number;
   readonly stepMs: number;
+  /** Of `stepMs`, the compute (the part that grows with the batch; a throttle's idle share counted in). */
+  readonly computeMs: number;
   readonly batch: number;
   readonly examples: number;
   readonly epochProgress: number;
@@ -95,6 +97,10 @@ class TrainingWorker {
   private examples = 0;
   private lastLoss = 0;
   private lastStepMs = 0;
+  private lastComputeMs = 0;
+  private computeSum = 0;
+  /** The minibatch work sizing asked for (null: the job's). */
+  private sizedBatch: number | null = null;
   private baseStepMs = 0;
   private slowdown = 1;
   private lastReport = 0;
@@ -145,6 +151,7 @@ class TrainingWorker {
     this.cb = cb;
     this.slowdown = Math.max(1, slowdown);
     this.finishing = false;
+    this.sizedBatch = null;
     this.drainTarget = null;
     this.examples = 0;
     this.waitMs = 0;
@@ -330,6 +337,11 @@ class TrainingWorker {
     this.throttle = Math.min(1, Math.max(0.05, Number.isFinite(share) ? share : 1));
   }
 
+  /** Work sizing (coordinator/sizing.ts): use `batch` rows per step from the next step on. */
+  setBatch(batch: number): void {
+    if (Number.isInteger(batch) && batch >= 1 && batch <= 4096) this.sizedBatch = batch;
+  }
+
   setPaused(p: boolean): void {
     this.paused = p;
     this.poke();
@@ -351,6 +363,8 @@ class TrainingWorker {
     this.lastReport = now;
     if (this.busySteps > 0) {
       this.lastStepMs = this.busyMs / this.busySteps;
+      this.lastComputeMs = this.computeSum / this.busySteps;
+      this.computeSum = 0;
       this.busyMs = 0;
       this.busySteps = 0;
     }
@@ -360,7 +374,8 @@ class TrainingWorker {
       minApplied: r?.minActive() ?? 0,
       loss: this.lastLoss,
       stepMs: this.lastStepMs,
-      batch: this.welcome?.job.batch ?? 0,
+      computeMs: this.lastComputeMs,
+      batch: this.sizedBatch ?? this.welcome?.job.batch ?? 0,
       examples: this.examples,
       epochProgress: this.sampler.progress,
       shardsLoaded: this.shards.size,
@@ -425,15 +440,19 @@ class TrainingWorker {
         continue;
       }
       waitSince = 0;
-      const batch = this.sampler.nextBatch(welcome.job.batch, job.inputDim);
+      const rows = this.sizedBatch ?? welcome.job.batch;
+      const batch = this.sampler.nextBatch(rows, job.inputDim);
       if (!batch) {
         this.report("loading");
         await this.waitForChange(250);
         continue;
       }
       this.maxLead = Math.max(this.maxLead, r.clock + 1 - r.gateMin());
+      // A sized batch scales the learning rate by its share of the job's batch:
+      // a clock's updates add up to about what equal batches would give.
+      const lr = welcome.job.learningRate * (batch.size / welcome.job.batch);
       const t0 = performance.now();
-      const { update, loss } = await job.step(backend, r.params, batch, welcome.job.learningRate, this.optimizer ?? job.optimizer);
+      const { update, loss } = await job.step(backend, r.params, batch, lr, this.optimizer ?? job.optimizer);
       const computeMs = performance.now() - t0;
       if (!live()) return;
       if (!Number.isFinite(loss) || !update.every(Number.isFinite)) {
@@ -470,6 +489,7 @@ class TrainingWorker {
       // worker needs per step, gate waiting excluded, averaged over the steps
       // since the last report.
       this.busyMs += performance.now() - t0;
+      this.computeSum += computeMs / this.throttle;
       this.busySteps++;
       this.report("training", [], maxClock > 0 && clock >= maxClock);
     }

@@ -29,6 +29,8 @@ export interface CoordinatorConfig {
   readonly learningRate: number | null;
   /** The job's optimizer instead of its default (`--optimizer`). */
   readonly optimizer: OptimizerName | null;
+  /** Size each worker's minibatch to its measured speed (`--work-sizing on|off`). */
+  readonly workSizing: boolean;
   readonly evalEvery: number;
   readonly build: boolean;
   /** Least ms between two test evaluations (0: evaluate every upload; experiments). */
@@ -62,6 +64,7 @@ export const COORDINATOR_FLAGS = {
   batch: { type: "string" },
   lr: { type: "string" },
   optimizer: { type: "string" },
+  "work-sizing": { type: "string" },
   "eval-every": { type: "string" },
   "no-build": { type: "boolean" },
   dist: { type: "string" },
@@ -138,6 +141,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
     batch: str("batch") === undefined ? null : int("batch", str("batch"), 0, 1, 4096),
     learningRate: num("lr", str("lr"), 1e-6, 100),
     optimizer: optimizer as OptimizerName | null,
+    workSizing: onOff("work-sizing", str("work-sizing"), true),
     evalEvery: int("eval-every", str("eval-every"), 10, 1, 1_000_000),
     build: values["no-build"] !== true && str("dist") === undefined,
     dist: str("dist") ?? null,

@@ -26,6 +26,7 @@ import { assess, chooseDrops, DEFAULT_DROP, DEFAULT_POLICY, rejoinDelayMs, type 
 import { DEFAULT_AUTO, initialAutoState, stepAuto, type AutoPolicy, type AutoState } from "./auto.ts";
 import type { JobStore } from "./state.ts";
 import { ViewBook } from "./views.ts";
+import { sizeBatches } from "./sizing.ts";
 
 export type WorkerState = "active" | "straggler" | "dropped" | "left";
 export type JobState = "waiting" | "running" | "paused" | "done" | "failed";
@@ -49,6 +50,8 @@ export interface JobOptions {
   readonly optimizer?: OptimizerName;
   /** How workers encode their updates (default: none, dense f32). */
   readonly compression?: Compression;
+  /** Size each worker's minibatch to its measured speed (default on; coordinator/sizing.ts). */
+  readonly workSizing?: boolean;
   readonly store: JobStore | null;
   readonly policy?: StragglerPolicy;
   /** Straggler drops (default on; `dropStragglers: false` only marks them). */
@@ -87,6 +90,11 @@ interface WorkerRecord {
   lastReportAt: number;
   rateMark: { t: number; clock: number };
   stepMs: number;
+  /** Smoothed compute part of a step and the rest of it, at the batch `batch` (reset when it changes; 0 until reported). */
+  computeMs: number;
+  fixedMs: number;
+  /** The minibatch work sizing gave it (sent in acks). */
+  sizedBatch: number;
   stepsPerSec: number;
   examplesPerSec: number;
   batch: number;
@@ -305,6 +313,9 @@ export class JobRun {
       lastReportAt: now,
       rateMark: { t: now, clock: startClock },
       stepMs: 0,
+      computeMs: 0,
+      fixedMs: 0,
+      sizedBatch: this.opts.batch,
       stepsPerSec: 0,
       examplesPerSec: 0,
       batch: this.opts.batch,
@@ -417,6 +428,12 @@ export class JobRun {
         w.clock = msg.clock;
         // Smoothed: one noisy step must not make a worker look slow.
         if (msg.stepMs > 0) w.stepMs = w.stepMs === 0 ? msg.stepMs : 0.7 * w.stepMs + 0.3 * msg.stepMs;
+        if (msg.computeMs !== undefined && msg.computeMs > 0 && msg.stepMs > 0) {
+          const fixed = Math.max(0, msg.stepMs - msg.computeMs);
+          const fresh = w.computeMs === 0 || msg.batch !== w.batch;
+          w.computeMs = fresh ? msg.computeMs : 0.7 * w.computeMs + 0.3 * msg.computeMs;
+          w.fixedMs = fresh ? fixed : 0.7 * w.fixedMs + 0.3 * fixed;
+        }
         w.batch = msg.batch;
         this.examplesTotal += msg.examples - w.examples;
         w.bytesIn = msg.bytesIn;
@@ -431,7 +448,16 @@ export class JobRun {
         if (w.clock > this.lossClock && w.clock > w.startClock) this.recordLoss();
         const range = this.clockRangeCached();
         w.minApplied = msg.minApplied;
-        w.send({ type: "ack", ...(msg.seq !== undefined ? { seq: msg.seq } : {}), min: range.min, max: range.max, active: range.active, stable: range.stable });
+        const sized = this.opts.workSizing === false ? null : this.sizedBatch(w);
+        w.send({
+          type: "ack",
+          ...(msg.seq !== undefined ? { seq: msg.seq } : {}),
+          min: range.min,
+          max: range.max,
+          active: range.active,
+          stable: range.stable,
+          ...(sized !== null ? { batch: sized } : {}),
+        });
         if (this.opts.maxClock > 0 && w.clock >= this.opts.maxClock && !this.finishing) {
           this.finish(`max clock ${this.opts.maxClock} reached`);
         }
@@ -480,6 +506,28 @@ export class JobRun {
   /** Examples processed by every worker, past and present. */
   examplesProcessed(): number {
     return this.examplesTotal;
+  }
+
+  private sizingAt = -Infinity;
+
+  /**
+   * The minibatch for `w` (coordinator/sizing.ts), re-planned for every
+   * active worker at most once a second from their smoothed step and compute
+   * times; the batch a worker runs (`w.batch`) is what it reported.
+   */
+  private sizedBatch(w: WorkerRecord): number {
+    const now = this.now();
+    if (now - this.sizingAt >= 1000) {
+      this.sizingAt = now;
+      const act = this.active().filter((x) => !x.syncing);
+      const plan = sizeBatches(
+        // A worker that has not switched to its last planned batch yet counts as unmeasured.
+        act.map((x) => ({ id: x.id, batch: x.sizedBatch, stepMs: x.computeMs + x.fixedMs, computeMs: x.batch === x.sizedBatch ? x.computeMs : 0 })),
+        this.opts.batch,
+      );
+      for (const x of act) x.sizedBatch = plan.get(x.id) ?? x.sizedBatch;
+    }
+    return w.sizedBatch;
   }
 
   private rangeCache: { at: number; min: number; max: number; active: number; stable: number } | null = null;

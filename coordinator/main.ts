@@ -56,6 +56,7 @@ export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) 
     batch: cfg.batch ?? job.batch,
     learningRate: cfg.learningRate ?? job.learningRate,
     ...(cfg.optimizer !== null ? { optimizer: cfg.optimizer } : {}),
+    workSizing: cfg.workSizing,
     store,
     log,
     dropStragglers: cfg.dropStragglers,

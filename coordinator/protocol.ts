@@ -63,6 +63,8 @@ export const clockReportSchema = z.object({
   minApplied: nonNegInt,
   loss: finite.min(0),
   stepMs: finite.min(0),
+  /** Of `stepMs`, the time spent computing the step (the part that grows with the batch); work sizing. */
+  computeMs: finite.min(0).optional(),
   batch: nonNegInt,
   examples: nonNegInt,
   bytesIn: nonNegInt.max(Number.MAX_SAFE_INTEGER),
@@ -265,6 +267,8 @@ export const ackSchema = z.object({
   active: nonNegInt,
   /** The stable point: every active replica reported holding u(j, 1..stable) for all j. */
   stable: nonNegInt,
+  /** The minibatch this worker should use from now on (work sizing, coordinator/sizing.ts). */
+  batch: nonNegInt.min(1).max(4096).optional(),
 });
 export type AckMessage = z.infer<typeof ackSchema>;
 
