@@ -90,9 +90,8 @@ interface WorkerRecord {
   lastReportAt: number;
   rateMark: { t: number; clock: number };
   stepMs: number;
-  /** Smoothed compute part of a step and the rest of it, at the batch `batch` (reset when it changes; 0 until reported). */
+  /** Smoothed compute part of a step at the batch `batch` (reset when it changes; 0 until reported). */
   computeMs: number;
-  fixedMs: number;
   /** The minibatch work sizing gave it (sent in acks). */
   sizedBatch: number;
   stepsPerSec: number;
@@ -314,7 +313,6 @@ export class JobRun {
       rateMark: { t: now, clock: startClock },
       stepMs: 0,
       computeMs: 0,
-      fixedMs: 0,
       sizedBatch: this.opts.batch,
       stepsPerSec: 0,
       examplesPerSec: 0,
@@ -428,11 +426,8 @@ export class JobRun {
         w.clock = msg.clock;
         // Smoothed: one noisy step must not make a worker look slow.
         if (msg.stepMs > 0) w.stepMs = w.stepMs === 0 ? msg.stepMs : 0.7 * w.stepMs + 0.3 * msg.stepMs;
-        if (msg.computeMs !== undefined && msg.computeMs > 0 && msg.stepMs > 0) {
-          const fixed = Math.max(0, msg.stepMs - msg.computeMs);
-          const fresh = w.computeMs === 0 || msg.batch !== w.batch;
-          w.computeMs = fresh ? msg.computeMs : 0.7 * w.computeMs + 0.3 * msg.computeMs;
-          w.fixedMs = fresh ? fixed : 0.7 * w.fixedMs + 0.3 * fixed;
+        if (msg.computeMs !== undefined && msg.computeMs > 0) {
+          w.computeMs = w.computeMs === 0 || msg.batch !== w.batch ? msg.computeMs : 0.7 * w.computeMs + 0.3 * msg.computeMs;
         }
         w.batch = msg.batch;
         this.examplesTotal += msg.examples - w.examples;
@@ -512,8 +507,8 @@ export class JobRun {
 
   /**
    * The minibatch for `w` (coordinator/sizing.ts), re-planned for every
-   * active worker at most once a second from their smoothed step and compute
-   * times; the batch a worker runs (`w.batch`) is what it reported.
+   * active worker at most once a second from their smoothed compute times;
+   * the batch a worker runs (`w.batch`) is what it reported.
    */
   private sizedBatch(w: WorkerRecord): number {
     const now = this.now();
@@ -522,7 +517,7 @@ export class JobRun {
       const act = this.active().filter((x) => !x.syncing);
       const plan = sizeBatches(
         // A worker that has not switched to its last planned batch yet counts as unmeasured.
-        act.map((x) => ({ id: x.id, batch: x.sizedBatch, stepMs: x.computeMs + x.fixedMs, computeMs: x.batch === x.sizedBatch ? x.computeMs : 0 })),
+        act.map((x) => ({ id: x.id, batch: x.sizedBatch, computeMs: x.batch === x.sizedBatch ? x.computeMs : 0 })),
         this.opts.batch,
       );
       for (const x of act) x.sizedBatch = plan.get(x.id) ?? x.sizedBatch;

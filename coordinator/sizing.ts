@@ -1,35 +1,33 @@
 /**
  * Work sizing: the minibatch each worker should use so that workers of
- * different speeds finish a clock at about the same time.
+ * different compute speeds finish a clock at about the same time.
  *
- * Model: a worker's step takes `fixed + perExample · batch` ms, where
- * `perExample` is its compute time per example (reported `computeMs` over the
- * batch it ran) and `fixed` is the rest of its step (`stepMs − computeMs`:
- * the `?slowdown` delay, yielding, a throttle's idle share). The rule finds
- * one common step time T such that the batches `(T − fixed_i) / perExample_i`,
- * each at least minShare × base, add up to `base` per measured worker, then
- * caps each at maxShare × base: a clock covers about as many examples as
- * without sizing (fewer when a cap binds), so
- * the effective learning rate per clock stays comparable (each worker scales
- * its learning rate by `batch / base`, i.e. its share of the clock's examples).
+ * Each worker reports its compute time per step (`computeMs`, the part of a
+ * step that grows with the batch; a throttle's idle share counted in) at the
+ * batch it ran, i.e. a cost per example. The rule gives every worker a batch
+ * inversely proportional to that cost, at least minShare × base, adding up to
+ * `base` per measured worker, then caps each at maxShare × base: equal compute
+ * time per clock, and a clock covers about as many examples as without sizing
+ * (fewer when a cap binds), so the effective learning rate per clock stays
+ * comparable (each worker scales its learning rate by `batch / base`, its
+ * share of the clock's examples).
  *
- * A fixed delay is never hidden: a smaller batch shortens only the compute
- * part, so a worker with `?slowdown=F` stays slow by its whole delay (its
- * batch goes to the floor; the straggler policy deals with it).
+ * Time that does not grow with the batch is left out on purpose: a
+ * `?slowdown=F` page waits a fixed delay per step, and sizing must not hide
+ * it. A page that computes as fast as the others gets the same batch however
+ * long it waits, so it stays slow by its whole delay and the straggler policy
+ * sees exactly what it would without sizing.
  *
  * Hysteresis: a worker keeps its current batch unless the new one differs
  * by more than `deadband` of it, so equally fast workers stay at `base`
- * through measurement noise. Workers without a measurement (or before
- * there are two measured ones) keep their current batch.
- * Pure; no I/O.
+ * through measurement noise. Workers without a measurement (or before there
+ * are two measured ones) keep their current batch. Pure; no I/O.
  */
 
 export interface SizingSample {
   readonly id: string;
   /** The batch the worker runs now. */
   readonly batch: number;
-  /** Mean step time, ms (compute plus everything else, gate waiting excluded). */
-  readonly stepMs: number;
   /** Mean compute time per step at `batch`, ms (0: not measured yet). */
   readonly computeMs: number;
 }
@@ -53,11 +51,11 @@ export function sizeBatches(samples: readonly SizingSample[], base: number, poli
   const out = new Map<string, number>();
   const lo = Math.max(1, Math.floor(base * policy.minShare));
   const hi = Math.min(MAX_SIZED_BATCH, Math.max(lo, Math.ceil(base * policy.maxShare)));
-  const measured: { id: string; current: number; per: number; fixed: number }[] = [];
+  const measured: { id: string; current: number; per: number }[] = [];
   for (const s of samples) {
-    const ok = s.batch >= 1 && Number.isFinite(s.computeMs) && s.computeMs > 0 && Number.isFinite(s.stepMs);
+    const ok = s.batch >= 1 && Number.isFinite(s.computeMs) && s.computeMs > 0;
     if (!ok) out.set(s.id, s.batch >= 1 ? s.batch : base);
-    else measured.push({ id: s.id, current: s.batch, per: s.computeMs / s.batch, fixed: Math.max(0, s.stepMs - s.computeMs) });
+    else measured.push({ id: s.id, current: s.batch, per: s.computeMs / s.batch });
   }
   if (measured.length < 2) {
     for (const m of measured) out.set(m.id, m.current);
@@ -65,12 +63,12 @@ export function sizeBatches(samples: readonly SizingSample[], base: number, poli
   }
   // T is solved with the floor only: a fast worker held at the cap does not
   // push more examples onto slower ones (the clock then covers fewer).
-  const floorAt = (t: number, m: (typeof measured)[number]): number => Math.max(lo, (t - m.fixed) / m.per);
+  const floorAt = (t: number, m: (typeof measured)[number]): number => Math.max(lo, t / m.per);
   const total = (t: number): number => measured.reduce((n, m) => n + floorAt(t, m), 0);
   const want = base * measured.length;
   // total(T) is continuous and nondecreasing: bisect between all-at-floor and one worker doing all.
-  let a = Math.min(...measured.map((m) => m.fixed + lo * m.per));
-  let b = Math.max(...measured.map((m) => m.fixed + want * m.per));
+  let a = Math.min(...measured.map((m) => lo * m.per));
+  let b = Math.max(...measured.map((m) => want * m.per));
   for (let i = 0; i < 60 && b - a > 1e-9 * Math.max(1, b); i++) {
     const mid = (a + b) / 2;
     if (total(mid) < want) a = mid;

@@ -5,16 +5,11 @@ import { JobRun } from "../../coordinator/job.ts";
 import type { ServerMessage } from "../../coordinator/protocol.ts";
 import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
 
-const at = (id: string, batch: number, perExampleMs: number, fixedMs = 0): SizingSample => ({
-  id,
-  batch,
-  computeMs: perExampleMs * batch,
-  stepMs: perExampleMs * batch + fixedMs,
-});
+const at = (id: string, batch: number, perExampleMs: number): SizingSample => ({ id, batch, computeMs: perExampleMs * batch });
 
-/** Step time each worker would take at its new batch. */
+/** Compute time per step each worker would take at its new batch. */
 function stepTimes(samples: SizingSample[], sized: Map<string, number>): number[] {
-  return samples.map((s) => (s.stepMs - s.computeMs) + (s.computeMs / s.batch) * sized.get(s.id)!);
+  return samples.map((s) => (s.computeMs / s.batch) * sized.get(s.id)!);
 }
 
 describe("work sizing", () => {
@@ -33,18 +28,22 @@ describe("work sizing", () => {
     expect(Math.max(...times) / Math.min(...times)).toBeLessThan(1.05);
   });
 
-  it("never hides a fixed per-step delay: the delayed worker drops to the floor and stays slower by its delay", () => {
-    // w3 computes as fast as the others but waits 200 ms per step (?slowdown).
-    const samples = [at("w1", 64, 1), at("w2", 64, 1), at("w3", 64, 1, 200)];
-    const sized = sizeBatches(samples, 64);
-    expect(sized.get("w3")).toBe(16); // minShare 0.25
-    const times = stepTimes(samples, sized);
-    expect(times[2]!).toBeGreaterThanOrEqual(200);
-    expect(times[2]!).toBeGreaterThan(2 * times[0]!);
+  it("never hides a fixed per-step delay: time outside the compute is not an input", () => {
+    // A ?slowdown page computes as fast as the others and waits a fixed delay
+    // per step; what it reports to sizing is only its compute, so it gets the
+    // same batch and stays slower by its whole delay.
+    const samples = [at("w1", 64, 1), at("w2", 64, 1), at("w3", 64, 1)];
+    expect([...sizeBatches(samples, 64).values()]).toEqual([64, 64, 64]);
+  });
+
+  it("floors the batch of a very slow worker at a quarter of the base", () => {
+    const sized = sizeBatches([at("w1", 64, 1), at("w2", 64, 1), at("w3", 64, 20)], 64);
+    expect(sized.get("w3")).toBe(16);
+    expect(sized.get("w1")).toBe(88); // (192 − 16) / 2
   });
 
   it("respects the caps and leaves unmeasured workers at their batch", () => {
-    const sized = sizeBatches([at("w1", 64, 0.01), at("w2", 64, 10), at("w4", 64, 10), { id: "w3", batch: 40, stepMs: 0, computeMs: 0 }], 64);
+    const sized = sizeBatches([at("w1", 64, 0.01), at("w2", 64, 10), at("w4", 64, 10), { id: "w3", batch: 40, computeMs: 0 }], 64);
     // maxShare 2: w1 would take 160 to keep 3 × 64 examples per clock; the
     // cap does not push the difference onto the slow ones.
     expect(sized.get("w1")).toBe(128);
@@ -117,7 +116,7 @@ describe("work sizing in the coordinator", () => {
         // Each worker runs the batch its last ack asked for (64 before any).
         const batch = [...acks.values()][i]!.at(-1) ?? 64;
         const computeMs = per[i]! * batch;
-        run.onMessage(id, { type: "clock", clock: k, minApplied: k - 1, loss: 1, stepMs: computeMs + 2, computeMs, batch, examples: k * batch, bytesIn: 0, bytesOut: 0, peers: 1 });
+        run.onMessage(id, { type: "clock", clock: k, minApplied: k - 1, loss: 1, stepMs: computeMs + 40 * i, computeMs, batch, examples: k * batch, bytesIn: 0, bytesOut: 0, peers: 1 });
       });
     }
     return acks;
@@ -129,7 +128,8 @@ describe("work sizing in the coordinator", () => {
     const acks = drive(run, clock);
     const fast = acks.get("fast")!.at(-1)!;
     const slow = acks.get("slow")!.at(-1)!;
-    // Equal step times (0.1 ms × fast + 2 = 0.3 ms × slow + 2) and 2 × 64 examples per clock.
+    // Equal compute per step (0.1 ms × fast = 0.3 ms × slow) and 2 × 64 examples per
+    // clock; the slow one's extra 40 ms per step outside its compute changes nothing.
     expect(fast).toBe(96);
     expect(slow).toBe(32);
     const workers = run.status()["workers"] as { name: string; batch: number }[];
