@@ -27,6 +27,7 @@ import { DEFAULT_AUTO, initialAutoState, stepAuto, type AutoPolicy, type AutoSta
 import type { JobStore } from "./state.ts";
 import { ViewBook } from "./views.ts";
 import { sizeBatches } from "./sizing.ts";
+import { inlineEvaluator, type Evaluator } from "./evaluator.ts";
 
 export type WorkerState = "active" | "straggler" | "dropped" | "left";
 export type JobState = "waiting" | "running" | "paused" | "done" | "failed";
@@ -67,6 +68,8 @@ export interface JobOptions {
   readonly viewBatchMs?: number;
   /** Send every view in full to every worker (the behaviour before delta views; for comparisons). */
   readonly fullViews?: boolean;
+  /** Where test evaluations run (default: inline; the coordinator process uses a worker thread). */
+  readonly evaluator?: Evaluator;
 }
 
 interface WorkerRecord {
@@ -181,12 +184,17 @@ export class JobRun {
   private latest: { clock: number; params: Float32Array } | null = null;
   private bestModel: { clock: number; params: Float32Array } | null = null;
   private lossClock = -1;
+  private readonly evalRunner: Evaluator;
+  /** An evaluation is running (at most one); `evalNext` is the upload to evaluate after it, if it must be. */
+  private evalBusy = false;
+  private evalNext: { clock: number; params: Float32Array } | null = null;
 
   constructor(opts: JobOptions) {
     this.opts = opts;
     this.job = opts.job;
     this.now = opts.now ?? Date.now;
     this.consistency = opts.consistency;
+    this.evalRunner = opts.evaluator ?? inlineEvaluator(opts.job, opts.data.test);
     this.state = opts.minWorkers > 1 ? "waiting" : "running";
     if (opts.consistency.mode === "auto") this.auto = initialAutoState(opts.consistency.staleness, this.now());
   }
@@ -565,32 +573,50 @@ export class JobRun {
     if (!r.ok) return r.message;
     w.lastSeen = this.now();
     w.stalledAtSeen = this.stalledMs;
-    // Evaluation runs on the coordinator's event loop: keep it under ~10% of
-    // the time (at most once a second, and ten times its own duration apart),
-    // so many fast steps never starve the control traffic and shard serving.
+    const upload = { clock: r.value.clock, params: r.value.params };
+    // Evaluation runs off the event loop (a worker thread) but shares the
+    // machine's cores: keep it under ~10% of the time (at most once a second,
+    // and ten times its own duration apart). While one runs, only the newest
+    // upload waits, and only when it must be evaluated (the job is finishing).
     const since = this.now() - this.lastEvalAt;
     const force = this.finishing !== null;
     const interval = this.opts.minEvalIntervalMs ?? 1000;
-    if (!force && interval > 0 && since < Math.max(interval, 10 * this.lastEvalMs)) {
-      this.latest = { clock: r.value.clock, params: r.value.params };
+    if (this.evalBusy || (!force && interval > 0 && since < Math.max(interval, 10 * this.lastEvalMs))) {
+      this.latest = upload;
+      if (this.evalBusy && force) this.evalNext = upload;
       return null;
     }
-    this.evaluate(r.value.clock, r.value.params);
+    this.evaluate(upload.clock, upload.params);
     return null;
   }
 
   private evaluate(clock: number, params: Float32Array): void {
-    const test = this.opts.data.test;
-    const t0 = performance.now();
-    const m = this.job.evaluate(params, test.pixels, test.labels, test.count);
-    this.lastEvalMs = performance.now() - t0;
+    this.evalBusy = true;
     this.lastEvalAt = this.now();
-    pushBounded(this.testSeries, [clock, m.value], MAX_SERIES);
-    if (!this.bestModel || clock >= this.bestModel.clock) this.bestModel = { clock, params };
-    this.log(`clock ${clock}: test ${m.name} ${m.value.toFixed(4)}`);
-    if (m.value >= this.opts.targetAccuracy && !this.finishing) {
-      this.finish(`target ${m.name} ${this.opts.targetAccuracy} reached (${m.value.toFixed(4)})`);
-    }
+    this.evalRunner.evaluate(clock, params).then(
+      (m) => {
+        this.lastEvalMs = m.ms;
+        this.lastEvalAt = this.now();
+        pushBounded(this.testSeries, [clock, m.value], MAX_SERIES);
+        if (!this.bestModel || clock >= this.bestModel.clock) this.bestModel = { clock, params };
+        this.log(`clock ${clock}: test ${m.name} ${m.value.toFixed(4)}`);
+        if (m.value >= this.opts.targetAccuracy && !this.finishing) {
+          this.finish(`target ${m.name} ${this.opts.targetAccuracy} reached (${m.value.toFixed(4)})`);
+        }
+        this.evalDone();
+      },
+      (e: unknown) => {
+        this.log(`evaluation at clock ${clock} failed: ${e instanceof Error ? e.message : String(e)}`);
+        this.evalDone();
+      },
+    );
+  }
+
+  private evalDone(): void {
+    this.evalBusy = false;
+    const next = this.evalNext;
+    this.evalNext = null;
+    if (next) this.evaluate(next.clock, next.params);
   }
 
   /** End the job: every worker stops stepping and reports its last clock. */

@@ -11,6 +11,7 @@ import { JOBS } from "../client/jobs/registry.ts";
 import { parseCoordinatorArgs, UsageError, type CoordinatorConfig } from "./cli.ts";
 import { loadMnist } from "./data.ts";
 import { JobRun } from "./job.ts";
+import { threadEvaluator } from "./evaluator.ts";
 import { startServer, type RunningServer } from "./server.ts";
 import { JobStore } from "./state.ts";
 
@@ -62,6 +63,7 @@ export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) 
     dropStragglers: cfg.dropStragglers,
     minEvalIntervalMs: cfg.evalIntervalMs,
     viewBatchMs: cfg.viewBatchMs,
+    evaluator: threadEvaluator(job, data.test, log),
     fullViews: cfg.fullViews,
     compression: cfg.compression,
   });
