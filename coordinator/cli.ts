@@ -9,6 +9,7 @@ import { parseCompression, type Compression } from "../client/compress.ts";
 import { JOBS } from "../client/jobs/registry.ts";
 import { OPTIMIZER_NAMES, type OptimizerName } from "../client/jobs/optimizers.ts";
 import { CONSISTENCY_MODES, type Consistency } from "./protocol.ts";
+import { MF_FLAGS, MfFlagError, mfConfigFromValues, type MfRunConfig } from "./mf/config.ts";
 
 export class UsageError extends Error {}
 
@@ -45,6 +46,8 @@ export interface CoordinatorConfig {
   readonly dist: string | null;
   /** How workers encode their updates (`--compression`, default none). */
   readonly compression: Compression;
+  /** Job mf (model parallel): its problem and stopping rule; null for the other jobs. */
+  readonly mf: MfRunConfig | null;
 }
 
 export const COORDINATOR_FLAGS = {
@@ -73,6 +76,7 @@ export const COORDINATOR_FLAGS = {
   "view-batch": { type: "string" },
   "full-views": { type: "boolean" },
   compression: { type: "string" },
+  ...MF_FLAGS,
 } as const;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
@@ -107,7 +111,9 @@ export function configFromValues(values: Record<string, string | boolean | undef
   if (str("jobs") !== undefined) throw new UsageError("--jobs: running several jobs at once is not supported yet");
   const job = str("job") ?? "mnist-softmax";
   const def = JOBS[job];
-  if (!def) throw new UsageError(`--job: unknown job "${job}" (known: ${Object.keys(JOBS).join(", ")})`);
+  if (!def && job !== "mf") throw new UsageError(`--job: unknown job "${job}" (known: ${[...Object.keys(JOBS), "mf"].join(", ")})`);
+  const mfFlag = Object.keys(MF_FLAGS).find((k) => str(k) !== undefined);
+  if (job !== "mf" && mfFlag !== undefined) throw new UsageError(`--${mfFlag} needs --job mf`);
   const mode = str("consistency") ?? "ssp";
   if (!(CONSISTENCY_MODES as readonly string[]).includes(mode)) {
     throw new UsageError(`--consistency must be one of ${CONSISTENCY_MODES.join("|")}, got "${mode}"`);
@@ -125,6 +131,15 @@ export function configFromValues(values: Record<string, string | boolean | undef
   }
   const compression = parseCompression(str("compression") ?? "none");
   if (!compression.ok) throw new UsageError(`--compression: ${compression.message}`);
+  const seed = int("seed", str("seed"), 1, 0, 2 ** 31 - 1);
+  const learningRate = num("lr", str("lr"), 1e-6, 100);
+  let mf: MfRunConfig | null = null;
+  try {
+    mf = job === "mf" ? mfConfigFromValues(str, seed, learningRate) : null;
+  } catch (e) {
+    if (e instanceof MfFlagError) throw new UsageError(e.message);
+    throw e;
+  }
   return {
     port: int("port", str("port"), 8080, 0, 65535),
     host,
@@ -132,14 +147,14 @@ export function configFromValues(values: Record<string, string | boolean | undef
     consistency: { mode: mode as Consistency["mode"], staleness },
     epochs: int("epochs", str("epochs"), 0, 0, 10_000),
     maxClock: int("max-clock", str("max-clock"), 0, 0, 100_000_000),
-    targetAccuracy: num("target-accuracy", str("target-accuracy"), 0, 1) ?? def.targetAccuracy,
+    targetAccuracy: num("target-accuracy", str("target-accuracy"), 0, 1) ?? def?.targetAccuracy ?? 0,
     stateDir: str("state-dir") ?? ".grid-state",
     token: tokenFlag ?? randomBytes(12).toString("hex"),
     tokenGenerated: tokenFlag === undefined,
-    seed: int("seed", str("seed"), 1, 0, 2 ** 31 - 1),
+    seed,
     minWorkers: int("min-workers", str("min-workers"), 1, 1, 10_000),
     batch: str("batch") === undefined ? null : int("batch", str("batch"), 0, 1, 4096),
-    learningRate: num("lr", str("lr"), 1e-6, 100),
+    learningRate,
     optimizer: optimizer as OptimizerName | null,
     workSizing: onOff("work-sizing", str("work-sizing"), true),
     evalEvery: int("eval-every", str("eval-every"), 10, 1, 1_000_000),
@@ -150,6 +165,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
     viewBatchMs: int("view-batch", str("view-batch"), 50, 0, 10_000),
     fullViews: values["full-views"] === true,
     compression: compression.value,
+    mf,
   };
 }
 

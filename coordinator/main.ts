@@ -12,7 +12,8 @@ import { parseCoordinatorArgs, UsageError, type CoordinatorConfig } from "./cli.
 import { loadMnist } from "./data.ts";
 import { JobRun } from "./job.ts";
 import { threadEvaluator } from "./evaluator.ts";
-import { startServer, type RunningServer } from "./server.ts";
+import { startServer, type GridRun, type RunningServer } from "./server.ts";
+import { MfRun } from "./mf/run.ts";
 import { JobStore } from "./state.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -39,7 +40,12 @@ export function ensureClientBuilt(log: (l: string) => void): void {
   if (r.status !== 0) throw new Error("vite build failed");
 }
 
-export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) => void): Promise<{ server: RunningServer; run: JobRun }> {
+export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) => void): Promise<{ server: RunningServer; run: GridRun }> {
+  if (cfg.mf) {
+    const run = new MfRun({ config: cfg.mf, minWorkers: cfg.minWorkers, store: new JobStore(cfg.stateDir, "default", log), log });
+    const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: cfg.dist ?? join(ROOT, "dist"), run, log });
+    return { server, run };
+  }
   const job = JOBS[cfg.job];
   if (!job) throw new UsageError(`unknown job ${cfg.job}`);
   const data = loadMnist();
@@ -87,11 +93,14 @@ async function main(): Promise<void> {
   };
   if (cfg.build) ensureClientBuilt(log);
   const { server, run } = await startCoordinator(cfg, log);
-  const mode = cfg.consistency.mode === "ssp" ? `ssp, s=${cfg.consistency.staleness}` : cfg.consistency.mode;
+  const mode = cfg.mf
+    ? `model parallel, ${cfg.mf.problem.blocks} blocks`
+    : cfg.consistency.mode === "ssp" ? `ssp, s=${cfg.consistency.staleness}` : cfg.consistency.mode;
+  const target = cfg.mf ? `target test RMSE ${cfg.mf.target} × noise ${cfg.mf.problem.noise}` : `target accuracy ${cfg.targetAccuracy}`;
   process.stdout.write(
     [
       ``,
-      `the grid: job ${cfg.job} (${run.job.parameters} parameters), ${mode}, target accuracy ${cfg.targetAccuracy}`,
+      `the grid: job ${cfg.job} (${run.job.parameters} parameters), ${mode}, ${target}`,
       `  volunteer URL: ${server.url}/`,
       `  console URL:   ${server.url}/console?token=${cfg.token}`,
       `  console token: ${cfg.token}${cfg.tokenGenerated ? " (generated; pass --token to choose one)" : ""}`,

@@ -356,6 +356,8 @@ export const mfStepSchema = z.object({
       }),
     )
     .max(256),
+  /** Every row block this worker owns now (it drops the others). */
+  rows: z.array(nonNegInt.max(255)).max(256),
   peers: z.array(mfPeerSchema).max(10_000),
 });
 export type MfStepMessage = z.infer<typeof mfStepSchema>;

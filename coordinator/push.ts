@@ -31,12 +31,12 @@ const MAX_CLIENTS = 200;
 const MAX_QUEUED_BYTES = 1 << 20;
 
 /** The status as plain JSON, detached from the job's live arrays (status() shares them). */
-function snapshot(run: JobRun): JsonObject {
+function snapshot(run: Pick<JobRun, "status">): JsonObject {
   return JSON.parse(JSON.stringify(run.status())) as JsonObject;
 }
 
 /** Registers `GET /api/stream` on `app`; call before any catch-all /api handler. */
-export function attachStatusStream(app: Express, run: JobRun): void {
+export function attachStatusStream(app: Express, run: Pick<JobRun, "status">): void {
   const clients = new Set<Response>();
   let last: JsonObject | null = null;
   let seq = 0;

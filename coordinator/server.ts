@@ -9,7 +9,7 @@ import type { Duplex } from "node:stream";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { timingSafeEqual } from "node:crypto";
-import express, { type Request, type Response } from "express";
+import express, { type Express, type Request, type Response } from "express";
 import { WebSocketServer, type WebSocket, type RawData } from "ws";
 import { ExpressPeerServer } from "peer";
 import { z } from "zod";
@@ -17,12 +17,25 @@ import { CONSISTENCY_MODES, MAX_CONTROL_MESSAGE_BYTES, parseClientMessage, type 
 import type { JobRun } from "./job.ts";
 import { attachStatusStream } from "./push.ts";
 
+/**
+ * What the server needs of a job's run: JobRun (data-parallel jobs) or
+ * MfRun (job mf, coordinator/mf/run.ts), which may add routes under /api.
+ */
+export type GridRun = Pick<
+  JobRun,
+  "status" | "model" | "drop" | "consistency" | "setConsistency" | "control" | "state" | "countServed" | "onBinary" | "isLive" | "join" | "onMessage" | "remove" | "ownsPeerId" | "tick"
+> & {
+  readonly job: { readonly name: string; readonly parameters: number };
+  shard(id: number): ReturnType<JobRun["shard"]>;
+  mount?(app: Express): void;
+};
+
 export interface ServerOptions {
   readonly host: string;
   readonly port: number;
   readonly token: string;
   readonly distDir: string;
-  readonly run: JobRun;
+  readonly run: GridRun;
   readonly log?: (line: string) => void;
 }
 
@@ -136,6 +149,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     res.json({ ok: true, state: run.state, consistency: run.consistency });
   });
   attachStatusStream(app, run);
+  run.mount?.(app);
   app.use("/api", (_req, res) => {
     res.status(404).json({ error: "no such endpoint" });
   });

@@ -74,6 +74,11 @@ export const FrameType = {
    * for the joiner to retain (re-send, revert) but not apply; payload as UPDATE.
    */
   RETAINED: 6,
+  /**
+   * Job mf: a column block V_b handed to the worker that trains it next;
+   * payload: client/mf/wire.ts `encodeBlock` (kind, block, version, floats).
+   */
+  MF_BLOCK: 7,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
