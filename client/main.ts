@@ -33,6 +33,7 @@ import { decodeUpdate } from "./compress.ts";
 import { PeerTransport } from "./peer/transport.ts";
 import type { TrainingWorkerApi, WorkerReport } from "./worker.ts";
 import { PageView } from "./ui.ts";
+import { runMfPage } from "./mf/page.ts";
 
 const params = new URLSearchParams(location.search);
 const coordinator = (params.get("coordinator") ?? location.origin).replace(/\/+$/, "");
@@ -134,6 +135,11 @@ interface Membership {
 async function main(): Promise<void> {
   ui.setState("asking the coordinator which job runs");
   const jobName = await fetchJobName();
+  if (jobName === "mf") {
+    // Model parallelism: its own page glue and worker (client/mf/).
+    await runMfPage({ coordinator, backend: backendParam, name, ui, log });
+    return;
+  }
   const job = JOBS[jobName];
   if (!job) throw new Error(`this page does not know the job "${jobName}": reload to get the current version`);
   ui.setState("preparing the GPU");
