@@ -14,6 +14,7 @@ interface MfStatus {
   mf: { subEpoch: number; testRmse: number | null; floor: number; owners: (string | null)[]; wholeModelBytes: number; boundBytes: number; colBlockBytes: number; seconds: number };
   workers: {
     id: string;
+    name: string;
     state: string;
     rowBlocks: number[];
     modelBytes: number;
@@ -29,6 +30,8 @@ interface MfStatus {
 interface MfPageState {
   workerId: string | null;
   kernel: string;
+  cpuMs: number | null;
+  gpuMs: number | null;
   maxRelDiff: number | null;
   peakModelBytes: number;
   log: string[];
@@ -69,6 +72,12 @@ test("four volunteers factorize a ratings matrix model-parallel, survive a close
     const s = await mfStatus();
     return s.mf.subEpoch >= 2 && s.workers.filter((w) => w.state === "active" && w.peakModelBytes > 0).length === 4 ? s : null;
   }, 60_000, 50);
+  // Close one page mid-run.
+  const leaver = running.workers.find((w) => w.name === "mf-3")?.id;
+  expect(leaver).toBeDefined();
+  await pages[3]!.context().close();
+  const leftAt = (await mfStatus()).mf.subEpoch;
+
   expect(running.job.name).toBe("mf");
   // Each of the four holds one row block; its factor memory stays within 1/K of the whole model plus one column block.
   for (const w of running.workers) {
@@ -84,12 +93,10 @@ test("four volunteers factorize a ratings matrix model-parallel, survive a close
     expect(g.kernel).toBe("wgsl-mf-sgd");
   }
   expect(running.workers.filter((w) => w.kernel === "wgsl-mf-sgd").length).toBeGreaterThanOrEqual(2);
-
-  // Close one page mid-run.
-  const leaver = await pages[3]!.evaluate(() => (window as unknown as { grid: MfPageState }).grid.workerId);
-  expect(leaver).not.toBeNull();
-  const leftAt = (await mfStatus()).mf.subEpoch;
-  await pages[3]!.context().close();
+  for (const page of pages.slice(0, 3)) {
+    const g = await page.evaluate(() => (window as unknown as { grid: MfPageState }).grid);
+    console.log(`mf e2e: ${g.workerId} ${g.kernel}: one pass over block (0, 0): CPU ${g.cpuMs?.toFixed(2)} ms, WGSL ${g.gpuMs?.toFixed(2)} ms`);
+  }
 
   const done = await waitFor("the job to finish", async () => {
     const s = await mfStatus();

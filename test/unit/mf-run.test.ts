@@ -142,3 +142,16 @@ describe("mf coordinator with in-process volunteers", () => {
     expect((run.status()["mf"] as { done: number[] }).done).toEqual([]);
   });
 });
+
+describe("mf flags", () => {
+  it("takes --job mf with its sizes and refuses bad or misplaced ones with one line", async () => {
+    const { parseCoordinatorArgs, UsageError } = await import("../../coordinator/cli.ts");
+    const cfg = parseCoordinatorArgs(["--job", "mf", "--mf-users", "300", "--mf-items", "200", "--mf-rank", "8", "--mf-density", "0.1", "--mf-noise", "0.2", "--seed", "5", "--lr", "0.02"]);
+    expect(cfg.mf?.problem).toMatchObject({ users: 300, items: 200, rank: 8, density: 0.1, noise: 0.2, seed: 5, lr: 0.02, blocks: 4 });
+    expect(parseCoordinatorArgs(["--job", "mf"]).mf?.problem).toMatchObject({ users: 20_000, items: 5_000, rank: 16, density: 0.02, noise: 0.1 });
+    expect(parseCoordinatorArgs([]).mf).toBeNull();
+    for (const bad of [["--job", "mf", "--mf-rank", "0"], ["--job", "mf", "--mf-density", "2"], ["--job", "mf", "--mf-users", "x"], ["--mf-rank", "4"], ["--job", "mf", "--mf-blocks", "300"]]) {
+      expect(() => parseCoordinatorArgs(bad)).toThrow(UsageError);
+    }
+  });
+});
