@@ -246,13 +246,14 @@ export async function runMfPage(ctx: MfPageContext): Promise<void> {
     }
   };
 
+  const join = (): void => {
+    setState("joining the job");
+    send({ type: "join", ...(ctx.name ? { name: ctx.name } : {}), backend: init.backend, kernel: init.kernel, adapter: init.adapter });
+  };
   const sock = new WebSocket(coordinator.replace(/^http/, "ws") + "/ws");
   sock.binaryType = "arraybuffer";
   ws = sock;
-  sock.addEventListener("open", () => {
-    setState("joining the job");
-    send({ type: "join", ...(ctx.name ? { name: ctx.name } : {}), backend: init.backend, kernel: init.kernel, adapter: init.adapter });
-  });
+  sock.addEventListener("open", join);
   sock.addEventListener("message", (ev: MessageEvent) => {
     if (typeof ev.data === "string") onServerMessage(ev.data);
   });
@@ -261,6 +262,22 @@ export async function runMfPage(ctx: MfPageContext): Promise<void> {
     if (!over) setState("lost the coordinator; reload the page to join again");
   });
   const beat = setInterval(() => send({ type: "heartbeat" }), 1000);
+  // Pause leaves the job at once (its row blocks go on from the checkpoint);
+  // Resume joins again as a new worker, which gets blocks at the next barrier.
+  let paused = false;
+  ui.onPause(() => {
+    if (over) return;
+    paused = !paused;
+    ui.setPaused(paused);
+    if (paused) {
+      send({ type: "leave" });
+      welcome = null;
+      transport?.destroy();
+      transport = null;
+    } else {
+      join();
+    }
+  });
   ui.onStop(() => {
     over = true;
     send({ type: "leave" });

@@ -9,6 +9,9 @@ import type { MfConfig } from "../../client/mf/problem.ts";
 
 const problem: MfConfig = { ...MF_DEFAULTS, users: 1000, items: 400, rank: 4, density: 0.3, seed: 3 };
 
+/** Volunteers do not start sub-epochs at or past `holdAt.t` (the test paces the run). */
+const holdAt = { t: Infinity };
+
 /** A volunteer without a browser: the real trainer and step loop, messages through the real schemas. */
 class FakeVolunteer {
   readonly trainer = new MfTrainer(problem);
@@ -72,7 +75,11 @@ class FakeVolunteer {
       live: () => this.alive,
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     };
-    this.chain = this.chain.then(() => (this.alive ? runStep(msg, this.port, io) : undefined)).catch((e: unknown) => void this.errors.push(e));
+    this.chain = this.chain
+      .then(async () => {
+        while (msg.t >= holdAt.t) await new Promise((r) => setTimeout(r, 5));
+      })
+      .then(() => (this.alive ? runStep(msg, this.port, io) : undefined)).catch((e: unknown) => void this.errors.push(e));
   }
 }
 
@@ -93,11 +100,14 @@ describe("mf coordinator with in-process volunteers", () => {
     const run = new MfRun({ config: { problem, maxEpochs: 40, target: 1.05 }, minWorkers: 4, store: null });
     const net = new Map<string, FakeVolunteer>();
     const vols = Array.from({ length: 4 }, () => new FakeVolunteer(run, net));
+    holdAt.t = 6;
     for (const v of vols) v.join();
     expect(run.status()["job"]).toMatchObject({ state: "running" });
     // Before the fault: every worker holds at most 1/K of the model plus one column block.
     await until(() => (run.status() as unknown as Status).mf.subEpoch >= 6, 20_000);
     const before = run.status() as unknown as Status;
+    expect(before.job.state).toBe("running");
+    expect(before.mf.subEpoch).toBe(6);
     for (const w of before.workers) {
       expect(w.rowBlocks).toHaveLength(1);
       expect(w.peakModelBytes).toBeGreaterThan(0);
@@ -109,6 +119,12 @@ describe("mf coordinator with in-process volunteers", () => {
     const leaver = vols[2]!;
     leaver.alive = false;
     run.remove(leaver.id, "left", "connection closed");
+    const leftAt = (run.status() as unknown as Status).mf.subEpoch;
+    // A newcomer (or the same volunteer resuming) stands by and takes a block at the next barrier.
+    const late = new FakeVolunteer(run, net);
+    vols.push(late);
+    late.join();
+    holdAt.t = Infinity;
     await until(() => run.state === "done", 60_000);
     for (const v of vols) await v.chain;
     expect(vols.flatMap((v) => v.errors)).toEqual([]);
@@ -118,6 +134,9 @@ describe("mf coordinator with in-process volunteers", () => {
     // The leaver's row block went to someone else; no block is without an owner.
     expect(end.mf.owners.every((o) => o !== null && o !== leaver.id)).toBe(true);
     expect(end.events.some((e) => e.kind === "left" && e.worker === leaver.id)).toBe(true);
+    expect(end.mf.subEpoch).toBeGreaterThan(leftAt + 1);
+    expect(end.events.some((e) => e.kind === "rebalanced" && e.worker === late.id)).toBe(true);
+    for (const w of end.workers.filter((x) => x.state === "active")) expect(w.rowBlocks).toHaveLength(1);
   }, 90_000);
 
   it("refuses uploads that are not the worker's open task", () => {
