@@ -186,7 +186,7 @@ export class MfRun {
       workerId: id,
       peerId: w.peerId,
       credential: w.credential,
-      job: { name: "mf", parameters: this.job.parameters, batch: 1, learningRate: p.lr, seed: p.seed, maxClock: 0, evalEvery: 1 },
+      job: { name: "mf", parameters: this.job.parameters, batch: 1, learningRate: p.lr, seed: p.seed, maxClock: 0, evalEvery: 1, compression: "none" },
       iceServers: [],
       startClock: this.sched.t,
       needsSnapshot: false,
