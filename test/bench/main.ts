@@ -5,8 +5,9 @@
  *
  * Suite contract: `test/bench/<suite>.ts` exports
  * `run(): Promise<{ ratios: Record<string, number>; table: unknown; [k: string]: unknown }>`.
- * Suites are the `.ts` files present in this folder, except `main.ts` and
- * files whose name starts with `_` (helpers). An unknown suite name exits
+ * Suites are the `.ts` files present in this folder, except `main.ts`,
+ * files whose name starts with `_` (helpers) and sections of a suite
+ * (`SUITE-PART.ts` beside `SUITE.ts`, which runs them). An unknown suite name exits
  * with status 2 and one line; a suite that throws makes the exit status 1
  * (the other suites still run).
  */
@@ -32,10 +33,10 @@ function isSuite(m: unknown): m is Suite {
 }
 
 export function listSuites(dir = HERE): string[] {
-  return readdirSync(dir)
+  const names = readdirSync(dir)
     .filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts") && f !== "main.ts" && !f.startsWith("_"))
-    .map((f) => basename(f, ".ts"))
-    .sort();
+    .map((f) => basename(f, ".ts"));
+  return names.filter((n) => !names.some((suite) => n.startsWith(`${suite}-`))).sort();
 }
 
 function cell(v: unknown): string {

@@ -128,7 +128,7 @@ export async function runCompressionSection(log: (line: string) => void = (l) =>
   table: CompressionRow[];
   method: string;
 }> {
-  const clocks = Number(process.env["GRID_BENCH_CLOCKS"] ?? 300);
+  const clocks = Number(process.env["GRID_BENCH_CLOCKS"] ?? 150);
   const workers = Number(process.env["GRID_BENCH_WORKERS"] ?? 4);
   const table: CompressionRow[] = [];
   let dense: { bytes: number; accuracy: number } | null = null;

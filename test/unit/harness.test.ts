@@ -129,6 +129,9 @@ describe("bench dispatcher", () => {
   it("lists suites by file and formats row tables", () => {
     expect(listSuites()).toContain("coordinator");
     expect(listSuites()).not.toContain("main");
+    // A section of a suite runs inside it, not on its own.
+    expect(listSuites()).toContain("transport");
+    expect(listSuites()).not.toContain("transport-compression");
     expect(formatTable([{ a: 1, b: "x" }, { a: 2.5 }]).split("\n")).toHaveLength(4);
   });
 });
