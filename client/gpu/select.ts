@@ -1,11 +1,13 @@
 /**
  * Chooses the compute backend a volunteer trains with, by measurement.
  *
- * Candidates: the WGSL kernel library with each matrix-multiply strategy
- * ("wgsl-vec4", "wgsl-tiled") when a WebGPU device is there, and the CPU path
- * ("wasm-xnnpack", TF.js WASM SIMD). Each is timed on the job's own gradient
- * at the job's batch (one warm-up, then repeats within a per-candidate budget,
- * ~1–2 s in all); the fastest median wins. The choice and every candidate's
+ * Candidates: the CPU path ("wasm-xnnpack", TF.js WASM SIMD) and the WGSL
+ * kernel library with each matrix-multiply strategy ("wgsl-vec4",
+ * "wgsl-tiled") when a WebGPU device is there, timed in that order on the
+ * job's own gradient at the job's batch: one warm-up, then repeats within a
+ * per-candidate budget (250 ms), and no more than one timed run for a
+ * candidate whose first run is over twice the best median so far (it cannot
+ * win). The fastest median wins. The choice and every candidate's
  * time are cached in IndexedDB per (adapter, job), so a reload builds the
  * winner without timing. `force` (from `?backend=webgpu|cpu`) restricts the
  * candidates to one side; a forced side is never cached as the overall choice.
@@ -42,7 +44,7 @@ export interface SelectOptions {
   readonly wasmPaths?: WasmPaths | string;
   /** null disables caching. */
   readonly store?: ChoiceStore | null;
-  /** Timing budget per candidate after its warm-up step, ms; default 400. */
+  /** Timing budget per candidate after its warm-up step, ms; default 250. */
   readonly budgetMs?: number;
 }
 
@@ -72,16 +74,22 @@ export function syntheticBatch(job: JobDefinition, rows: number): Batch {
   return { x, labels, size: rows };
 }
 
-/** Median ms per gradient step of `backend` on `batch` (one warm-up, then ≥ 2 runs within `budgetMs`). */
-export async function timeBackend(backend: ComputeBackend, job: JobDefinition, batch: Batch, budgetMs: number): Promise<number> {
+/**
+ * Median ms per gradient step of `backend` on `batch`: one warm-up, then ≥ 2
+ * runs within `budgetMs` (at most 10), or a single run when that one is over
+ * twice `beat` (the best time so far: this candidate cannot win).
+ */
+export async function timeBackend(backend: ComputeBackend, job: JobDefinition, batch: Batch, budgetMs: number, beat = Number.POSITIVE_INFINITY): Promise<number> {
   const params = job.init(1);
   await job.meanGradient(backend, params, batch);
   const times: number[] = [];
   const start = performance.now();
-  while (times.length < 2 || (performance.now() - start < budgetMs && times.length < 10)) {
+  for (;;) {
     const t0 = performance.now();
     await job.meanGradient(backend, params, batch);
     times.push(performance.now() - t0);
+    if (times.length === 1 && (times[0] ?? 0) > 2 * beat) break;
+    if (times.length >= 10 || (times.length >= 2 && performance.now() - start >= budgetMs)) break;
   }
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)] ?? Number.POSITIVE_INFINITY;
@@ -112,6 +120,12 @@ export async function selectBackend(
   let fallbackReason: string | null = force === "cpu" ? "CPU forced by ?backend=cpu" : acq?.ok === false ? acq.reason : null;
 
   const candidates: Candidate[] = [];
+  if (force !== "webgpu" || device === null) {
+    candidates.push({
+      kernel: "wasm-xnnpack",
+      build: async () => createWasmBackend(options.wasmPaths ?? (await defaultWasmPaths()), Math.max(maxBatch, 1)),
+    });
+  }
   if (device !== null) {
     for (const strategy of GPU_STRATEGIES) {
       candidates.push({
@@ -119,12 +133,6 @@ export async function selectBackend(
         build: () => createResilientWgslBackend(device.device, device.info.name, device.info.isFallback, strategy, Math.max(maxBatch, 1)),
       });
     }
-  }
-  if (force !== "webgpu" || device === null) {
-    candidates.push({
-      kernel: "wasm-xnnpack",
-      build: async () => createWasmBackend(options.wasmPaths ?? (await defaultWasmPaths()), Math.max(maxBatch, 1)),
-    });
   }
 
   const key = adapterKey(device);
@@ -152,7 +160,7 @@ export async function selectBackend(
     let backend: ComputeBackend | null = null;
     try {
       backend = await c.build();
-      const ms = await timeBackend(backend, job, batch, options.budgetMs ?? 400);
+      const ms = await timeBackend(backend, job, batch, options.budgetMs ?? 250, best?.ms);
       measuredMs[c.kernel] = ms;
       if (best === null || ms < best.ms) {
         best?.backend.dispose();
