@@ -439,6 +439,7 @@ export class JobRun {
         }
         w.batch = msg.batch;
         this.examplesTotal += msg.examples - w.examples;
+        w.examples = msg.examples;
         w.bytesIn = msg.bytesIn;
         w.bytesOut = msg.bytesOut;
         w.peers = msg.peers;

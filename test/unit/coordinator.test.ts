@@ -158,8 +158,16 @@ describe("coordinator server", () => {
     third.ws.send(JSON.stringify({ type: "join", backend: "cpu", kernel: "cpu-reference", adapter: "cpu" }));
     const w3 = await third.next((m) => m.type === "welcome");
     expect(w3.type === "welcome" && w3.needsSnapshot).toBe(true);
-    const st = (await (await fetch(`${server.url}/api/status`)).json()) as { workers: { id: string; state: string; clock: number }[] };
-    expect(st.workers.find((w) => w.id === "w1")).toMatchObject({ state: "active", clock: 3 });
+    // Cumulative example counts: the worker's and the job's total follow the latest report.
+    good.ws.send(JSON.stringify({ type: "clock", clock: 5, minApplied: 0, loss: 1.4, stepMs: 4, batch: 8, examples: 40, bytesIn: 0, bytesOut: 0, peers: 0 }));
+    type St = { examples: number; workers: { id: string; state: string; clock: number; examples: number }[] };
+    let st = (await (await fetch(`${server.url}/api/status`)).json()) as St;
+    for (let i = 0; i < 40 && st.workers.find((w) => w.id === "w1")?.clock !== 5; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      st = (await (await fetch(`${server.url}/api/status`)).json()) as St;
+    }
+    expect(st.workers.find((w) => w.id === "w1")).toMatchObject({ state: "active", clock: 5, examples: 40 });
+    expect(st.examples).toBe(40);
     expect(JSON.stringify(st)).not.toContain((welcome.type === "welcome" && welcome.credential) || "none");
     for (const c of [good, bad, third]) c.ws.close();
   });
