@@ -11,33 +11,29 @@ import { digestsAgree } from "../../client/replica.ts";
 
 type CompressedStatus = Status & { compression: string; bytesOutPerClock: number | null };
 
-let coord: CoordinatorProcess;
-
-test.beforeAll(async () => {
-  coord = await startCoordinatorProcess(["--min-workers", "4", "--target-accuracy", "0.9", "--compression", "topk:0.01+int8"]);
-});
+let coord: CoordinatorProcess | null = null;
 
 test.afterEach(async ({}, testInfo) => {
   if (testInfo.status !== testInfo.expectedStatus && coord) {
     await testInfo.attach("coordinator output", { body: coord.output(), contentType: "text/plain" });
     console.log(coord.output().split("\n").slice(-40).join("\n"));
   }
-});
-
-test.afterAll(async () => {
   await coord?.stop();
+  coord = null;
 });
 
 test("four volunteers with topk:0.01+int8 reach 0.90 with equal digests and a fraction of the dense bytes", async ({ browser }) => {
   test.setTimeout(150_000);
+  const c = await startCoordinatorProcess(["--min-workers", "4", "--target-accuracy", "0.9", "--compression", "topk:0.01+int8"]);
+  coord = c;
   const pages: Page[] = [];
   for (let i = 0; i < 4; i++) {
     const page = await (await browser.newContext()).newPage();
-    await page.goto(`${coord.url}/?name=compressed-${i}&backend=cpu`);
+    await page.goto(`${c.url}/?name=compressed-${i}&backend=cpu`);
     pages.push(page);
   }
   const done = (await waitFor("the job to finish", async () => {
-    const s = await coord.status();
+    const s = await c.status();
     return s.job.state === "done" && s.workers.filter((w) => w.digest !== null).length === 4 ? s : null;
   }, 120_000, 1000)) as CompressedStatus;
 
@@ -77,4 +73,40 @@ test("four volunteers with topk:0.01+int8 reach 0.90 with equal digests and a fr
     expect(g.peers).toBe(3);
     expect(g.log.filter((l) => /dropped an update|malformed/.test(l))).toEqual([]);
   }
+});
+
+test("under topk:0.01+int8 a closed page is cut and a late joiner's snapshot and retained updates give the same replica", async ({ browser }) => {
+  test.setTimeout(150_000);
+  const c = await startCoordinatorProcess(["--min-workers", "3", "--staleness", "3", "--max-clock", "160", "--target-accuracy", "0.99", "--drop-stragglers", "off", "--compression", "topk:0.01+int8"]);
+  coord = c;
+  const open = async (name: string): Promise<Page> => {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${c.url}/?name=${name}&backend=cpu`);
+    return page;
+  };
+  const pages = [await open("v0"), await open("v1"), await open("v2")];
+  await waitFor("clocks past 20", async () => (await c.status()).clock.min >= 20, 60_000);
+
+  // Close one page: its cut makes every replica revert its (decoded) updates beyond the cut.
+  const victim = (await c.status()).workers.find((w) => w.name === "v2");
+  await pages[2]!.context().close();
+  await waitFor("the closed page to be left", async () => (await c.status()).workers.find((w) => w.id === victim?.id)?.state === "left", 10_000, 200);
+
+  // A late page takes a snapshot plus the retained updates it counts (re-encoded exactly), then catches up.
+  const late = await open("late");
+  await expect
+    .poll(async () => late.evaluate(() => (window as unknown as { grid: { log: string[] } }).grid.log.some((l) => l.startsWith("took a snapshot"))), { timeout: 30_000 })
+    .toBe(true);
+
+  const done = await waitFor("the job to finish at max clock", async () => {
+    const s = await c.status();
+    return s.job.state === "done" && s.workers.filter((w) => w.state === "active" && w.digest !== null).length === 3 ? s : null;
+  }, 120_000, 1000);
+  const active = done.workers.filter((w) => w.state === "active");
+  expect(active.map((w) => w.name).sort()).toEqual(["late", "v0", "v1"]);
+  const [d0, ...rest] = active.map((w) => w.digest);
+  expect(d0).toBeTruthy();
+  for (const d of rest) expect(d0 && d && digestsAgree(d0, d)).toBe(true);
+  const lateLog = await late.evaluate(() => (window as unknown as { grid: { log: string[] } }).grid.log);
+  expect(lateLog.filter((l) => /dropped an update|could not be reverted/.test(l))).toEqual([]);
 });
