@@ -31,6 +31,7 @@ import {
 } from "./peer/frames.ts";
 import { decodeUpdate } from "./compress.ts";
 import { PeerTransport } from "./peer/transport.ts";
+import { buildTopology, DEFAULT_MESH_MAX, SeenClocks, type Topology } from "./peer/overlay.ts";
 import type { TrainingWorkerApi, WorkerReport } from "./worker.ts";
 import { PageView } from "./ui.ts";
 import { runMfPage } from "./mf/page.ts";
@@ -56,6 +57,12 @@ interface PageState {
   backend: string;
   digest: unknown;
   memberships: number;
+  /** "mesh" or "overlay" (client/peer/overlay.ts), the links wanted, and updates forwarded for others. */
+  topology: string;
+  links: number;
+  forwarded: number;
+  /** Peers this page found silent or closed: worker id and when (ms since page load). */
+  lostPeers: { id: string; at: number; why: string }[];
   /** Largest lead over the slowest active worker this page saw at a step start (≤ s + 1). */
   maxLead: number;
   log: string[];
@@ -70,6 +77,10 @@ const pageState: PageState = {
   backend: "",
   digest: null,
   memberships: 0,
+  topology: "mesh",
+  links: 0,
+  forwarded: 0,
+  lostPeers: [],
   maxLead: 0,
   log: [],
 };
@@ -123,6 +134,11 @@ interface Membership {
   readonly welcome: WelcomeMessage;
   readonly transport: PeerTransport;
   readonly peerOf: Map<string, string>;
+  /** Worker number → PeerJS id, for the members of the current view. */
+  readonly peerByNum: Map<number, string>;
+  topology: Topology;
+  /** (worker, clock) of updates already forwarded (overlay de-duplication). */
+  readonly seen: SeenClocks;
   started: boolean;
   /** The last full view (deltas apply to it); null until the first. */
   view: ViewMessage | null;
@@ -196,6 +212,15 @@ async function main(): Promise<void> {
     const w = m.welcome;
     switch (msg.type) {
       case FrameType.UPDATE: {
+        // Overlay: pass it down the author's broadcast tree, once per (worker, clock).
+        if (m.seen.mark(msg.sender, msg.clock)) {
+          for (const child of m.topology.forwardTo(msg.sender, num(w.workerId))) {
+            const p = m.peerByNum.get(child);
+            if (p === undefined || p === fromPeer) continue;
+            void m.transport.send(p, FrameType.UPDATE, msg.sender, msg.clock, msg.payload, msg.encoding);
+            pageState.forwarded++;
+          }
+        }
         const d = decodeUpdate(msg.encoding, msg.payload, w.job.parameters);
         if (!d.ok) {
           log(`dropped an update from ${m.peerOf.get(fromPeer) ?? fromPeer}: ${d.reason}`);
@@ -268,6 +293,9 @@ async function main(): Promise<void> {
     const m: Membership = {
       welcome: w,
       peerOf,
+      peerByNum: new Map(),
+      topology: buildTopology([], w.meshMax ?? DEFAULT_MESH_MAX),
+      seen: new SeenClocks(),
       started: false,
       view: null,
       viewRequested: false,
@@ -278,21 +306,35 @@ async function main(): Promise<void> {
         peerId: w.peerId,
         selfNumber: num(w.workerId),
         iceServers: w.iceServers,
+        ...(w.iceTransportPolicy ? { iceTransportPolicy: w.iceTransportPolicy } : {}),
         maxMessageBytes: w.job.parameters * 4 + 1024 * 1024,
         onMessage: (from, msg) => onPeerMessage(m, from, msg),
         onPeerOpen: (p) => {
           log(`peer ${peerOf.get(p) ?? p} connected`);
           if (!m.snapshotLoaded) requestSnapshot(m);
-          // Ask the new peer for its own updates this replica lacks (some may
-          // have been sent before this link was open).
+          // Ask the new peer for what this replica lacks of the updates that
+          // come through it (its own in a mesh; the authors whose tree has it
+          // as our parent in an overlay): some may have been sent before this
+          // link was open.
           const wid = peerOf.get(p);
           if (wid) {
-            void worker.vectorOf(wid).then((v) => {
-              if (member === m) void m.transport.send(p, FrameType.RESEND_REQUEST, num(w.workerId), 0, encodeResendRequestPayload({ target: num(wid), fromClock: v }));
-            });
+            const self = num(w.workerId);
+            for (const origin of m.topology.members) {
+              if (m.topology.parentOf(origin, self) !== num(wid)) continue;
+              void worker.vectorOf(`w${origin}`).then((v) => {
+                if (member === m) void m.transport.send(p, FrameType.RESEND_REQUEST, self, 0, encodeResendRequestPayload({ target: origin, fromClock: v }));
+              });
+            }
           }
         },
-        onPeerLost: (p, why) => log(`peer ${peerOf.get(p) ?? p} lost: ${why}`),
+        onPeerLost: (p, why) => {
+          const wid = peerOf.get(p);
+          log(`peer ${wid ?? p} lost: ${why}`);
+          if (!wid) return;
+          pageState.lostPeers.push({ id: wid, at: Math.round(performance.now()), why });
+          if (pageState.lostPeers.length > 50) pageState.lostPeers.shift();
+          send({ type: "peer-lost", peer: wid, why: why.slice(0, 200) });
+        },
         log,
       }),
     };
@@ -303,13 +345,23 @@ async function main(): Promise<void> {
   };
 
   const applyView = (m: Membership, v: ViewMessage): void => {
-    const peers = new Map<string, number>();
     m.peerOf.clear();
+    m.peerByNum.clear();
     for (const a of v.active) {
       m.peerOf.set(a.peerId, a.id);
-      if (a.id !== m.welcome.workerId) peers.set(a.peerId, num(a.id));
+      m.peerByNum.set(num(a.id), a.peerId);
+    }
+    // Links only to this member's neighbours: all others in a mesh, O(log N) in an overlay.
+    m.topology = buildTopology(m.peerByNum.keys(), m.welcome.meshMax ?? DEFAULT_MESH_MAX);
+    m.seen.retain(new Set(m.peerByNum.keys()));
+    const peers = new Map<string, number>();
+    for (const n of m.topology.neighbours(num(m.welcome.workerId))) {
+      const p = m.peerByNum.get(n);
+      if (p !== undefined) peers.set(p, n);
     }
     m.transport.setPeers(peers);
+    pageState.topology = m.topology.kind;
+    pageState.links = peers.size;
     ui.setView(v, m.welcome.workerId);
     if (v.state === "done") {
       jobOver = true;
@@ -321,7 +373,13 @@ async function main(): Promise<void> {
     update(clock: number, encoding: Encoding, buffer: ArrayBuffer): void {
       const m = member;
       if (!m) return;
-      void m.transport.broadcast(FrameType.UPDATE, num(m.welcome.workerId), clock, new Uint8Array(buffer), encoding);
+      const self = num(m.welcome.workerId);
+      m.seen.mark(self, clock);
+      const payload = new Uint8Array(buffer);
+      for (const n of m.topology.forwardTo(self, self)) {
+        const p = m.peerByNum.get(n);
+        if (p !== undefined) void m.transport.send(p, FrameType.UPDATE, self, clock, payload, encoding);
+      }
     },
     report(r: WorkerReport): void {
       const t = member?.transport;

@@ -10,6 +10,8 @@ import { JOBS } from "../client/jobs/registry.ts";
 import { OPTIMIZER_NAMES, type OptimizerName } from "../client/jobs/optimizers.ts";
 import { CONSISTENCY_MODES, type Consistency } from "./protocol.ts";
 import { MF_FLAGS, MfFlagError, mfConfigFromValues, type MfRunConfig } from "./mf/config.ts";
+import { IceConfigError, parseIceFlags, type IceConfig } from "./ice.ts";
+import { DEFAULT_MESH_MAX } from "../client/peer/overlay.ts";
 
 export class UsageError extends Error {}
 
@@ -48,6 +50,10 @@ export interface CoordinatorConfig {
   readonly compression: Compression;
   /** Job mf (model parallel): its problem and stopping rule; null for the other jobs. */
   readonly mf: MfRunConfig | null;
+  /** STUN/TURN servers and ICE policy handed to the pages (`--ice-servers`, `--ice-transport`). */
+  readonly ice: IceConfig;
+  /** Full mesh up to this many workers, overlay above (`--mesh-max`). */
+  readonly meshMax: number;
 }
 
 export const COORDINATOR_FLAGS = {
@@ -77,6 +83,9 @@ export const COORDINATOR_FLAGS = {
   "full-views": { type: "boolean" },
   compression: { type: "string" },
   ...MF_FLAGS,
+  "ice-servers": { type: "string" },
+  "ice-transport": { type: "string" },
+  "mesh-max": { type: "string" },
 } as const;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
@@ -140,6 +149,13 @@ export function configFromValues(values: Record<string, string | boolean | undef
     if (e instanceof MfFlagError) throw new UsageError(e.message);
     throw e;
   }
+  let ice: IceConfig;
+  try {
+    ice = parseIceFlags(str("ice-servers"), str("ice-transport"));
+  } catch (e) {
+    if (e instanceof IceConfigError) throw new UsageError(e.message);
+    throw e;
+  }
   return {
     port: int("port", str("port"), 8080, 0, 65535),
     host,
@@ -166,6 +182,8 @@ export function configFromValues(values: Record<string, string | boolean | undef
     fullViews: values["full-views"] === true,
     compression: compression.value,
     mf,
+    ice,
+    meshMax: int("mesh-max", str("mesh-max"), DEFAULT_MESH_MAX, 0, 100_000),
   };
 }
 

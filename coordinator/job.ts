@@ -28,6 +28,7 @@ import type { JobStore } from "./state.ts";
 import { ViewBook } from "./views.ts";
 import { sizeBatches } from "./sizing.ts";
 import { inlineEvaluator, type Evaluator } from "./evaluator.ts";
+import type { IceServer } from "./protocol.ts";
 
 export type WorkerState = "active" | "straggler" | "dropped" | "left";
 export type JobState = "waiting" | "running" | "paused" | "done" | "failed";
@@ -70,6 +71,8 @@ export interface JobOptions {
   readonly fullViews?: boolean;
   /** Where test evaluations run (default: inline; the coordinator process uses a worker thread). */
   readonly evaluator?: Evaluator;
+  /** Handed to the pages in `welcome` (`--ice-servers`, `--ice-transport`, `--mesh-max`). */
+  readonly dataPlane?: { readonly iceServers: IceServer[]; readonly iceTransportPolicy: "all" | "relay"; readonly meshMax: number };
 }
 
 interface WorkerRecord {
@@ -188,6 +191,8 @@ export class JobRun {
   /** An evaluation is running (at most one); `evalNext` is the upload to evaluate after it, if it must be. */
   private evalBusy = false;
   private evalNext: { clock: number; params: Float32Array } | null = null;
+  /** Last time each (reporter>peer) loss was logged. */
+  private readonly peerLossReported = new Map<string, number>();
 
   constructor(opts: JobOptions) {
     this.opts = opts;
@@ -362,7 +367,8 @@ export class JobRun {
         evalEvery: this.opts.evalEvery,
         compression: formatCompression(this.opts.compression ?? NO_COMPRESSION),
       },
-      iceServers: [],
+      iceServers: this.opts.dataPlane?.iceServers ?? [],
+      ...(this.opts.dataPlane ? { iceTransportPolicy: this.opts.dataPlane.iceTransportPolicy, meshMax: this.opts.dataPlane.meshMax } : {}),
       startClock,
       needsSnapshot: running,
     });
@@ -494,6 +500,17 @@ export class JobRun {
         w.rateMark = { t: now, clock: w.clock };
         this.event("synced", id, `in the gate from clock ${start}`);
         this.broadcastView();
+        return;
+      }
+      case "peer-lost": {
+        // One event per reporter and peer every 5 s; only about workers in the view.
+        const peer = this.workers.get(msg.peer);
+        const key = `${id}>${msg.peer}`;
+        if (!peer || msg.peer === id || !(peer.state === "active" || peer.state === "straggler")) return;
+        if (now - (this.peerLossReported.get(key) ?? -Infinity) < 5000) return;
+        if (this.peerLossReported.size > 10_000) this.peerLossReported.clear();
+        this.peerLossReported.set(key, now);
+        this.event("peer-lost", id, `lost its link to ${msg.peer}: ${msg.why}`);
         return;
       }
       case "missing": {

@@ -72,6 +72,7 @@ export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) 
     evaluator: threadEvaluator(job, data.test, log),
     fullViews: cfg.fullViews,
     compression: cfg.compression,
+    dataPlane: { ...cfg.ice, meshMax: cfg.meshMax },
   });
   const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: cfg.dist ?? join(ROOT, "dist"), run, log });
   return { server, run };

@@ -29,6 +29,11 @@ export const STALENESS_BUCKETS = 16;
 const nonNegInt = z.number().int().min(0).max(2 ** 31);
 const shortText = z.string().max(200);
 const workerId = z.string().regex(/^w[0-9]{1,9}$/);
+/** stun:, stuns:, turn: or turns: then a host (name, IPv4 or [IPv6]), an optional port and ?transport=udp|tcp. */
+const iceUrl = z
+  .string()
+  .max(300)
+  .regex(/^(stuns?|turns?):(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?(\?transport=(udp|tcp))?$/);
 
 export const consistencySchema = z.object({
   mode: z.enum(CONSISTENCY_MODES),
@@ -108,6 +113,8 @@ export const readySchema = z.object({ type: z.literal("ready") });
 export const missingSchema = z.object({ type: z.literal("missing"), id: workerId, clock: nonNegInt.min(1) });
 /** The page missed a view epoch (a delta did not fit its view): send the whole view. */
 export const viewRequestSchema = z.object({ type: z.literal("view-request") });
+/** A peer link of this worker went silent or closed (client/peer/transport.ts); logged as an event. */
+export const peerLostSchema = z.object({ type: z.literal("peer-lost"), peer: workerId, why: shortText });
 export const pauseStateSchema = z.object({ type: z.literal("paused"), paused: z.boolean() });
 
 /**
@@ -147,6 +154,7 @@ export const clientMessageSchema = z.discriminatedUnion("type", [
   missingSchema,
   readySchema,
   viewRequestSchema,
+  peerLostSchema,
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 export type JoinMessage = z.infer<typeof joinSchema>;
@@ -231,6 +239,13 @@ export const viewDeltaSchema = z.object({
   evaluator: workerId.nullable(),
 });
 export type ViewDeltaMessage = z.infer<typeof viewDeltaSchema>;
+/** One STUN or TURN server as RTCPeerConnection takes it (`--ice-servers`). */
+export const iceServerSchema = z.object({
+  urls: z.union([iceUrl, z.array(iceUrl).min(1).max(8)]),
+  username: z.string().min(1).max(200).optional(),
+  credential: z.string().min(1).max(200).optional(),
+});
+export type IceServer = z.infer<typeof iceServerSchema>;
 
 export const welcomeSchema = z.object({
   type: z.literal("welcome"),
@@ -239,7 +254,11 @@ export const welcomeSchema = z.object({
   /** Session credential; later a resume or a second tab must present it. */
   credential: z.string().max(100),
   job: jobSpecSchema,
-  iceServers: z.array(z.object({ urls: z.union([z.string(), z.array(z.string())]) })).max(16),
+  iceServers: z.array(iceServerSchema).max(16),
+  /** "relay": peers connect through the TURN servers only (`--ice-transport relay`). */
+  iceTransportPolicy: z.enum(["all", "relay"]).optional(),
+  /** Up to this many members the data plane is a full mesh, an overlay above (`--mesh-max`; client/peer/overlay.ts). */
+  meshMax: nonNegInt.max(100_000).optional(),
   /** Clock this worker starts from (the view's minimum when joining mid-job). */
   startClock: nonNegInt,
   /** Whether the joiner must take a snapshot from a peer before stepping. */

@@ -28,6 +28,8 @@ export interface TransportOptions {
   readonly peerId: string;
   readonly selfNumber: number;
   readonly iceServers: RTCIceServer[];
+  /** "relay": TURN-relayed candidates only. */
+  readonly iceTransportPolicy?: RTCIceTransportPolicy;
   /** Largest message accepted from a peer, in bytes. */
   readonly maxMessageBytes: number;
   readonly onMessage: (fromPeer: string, msg: ReceivedMessage) => void;
@@ -50,7 +52,14 @@ interface Link {
 const HIGH_WATER = 1 << 20;
 const LOW_WATER = 256 * 1024;
 const HEARTBEAT_MS = 1000;
-const SILENT_MS = 5000;
+/** Liveness checks run this often. */
+const CHECK_MS = 500;
+/**
+ * A link that brought no frame for this long is lost: with a heartbeat every
+ * second, a peer whose network is cut is detected within SILENT_MS + CHECK_MS
+ * = 4 s of its last frame.
+ */
+export const SILENT_MS = 3500;
 const MAX_REJECTS = 50;
 /** A dialed link that is not open by then is closed and dialed again (the peer may not have been registered yet). */
 const OPEN_TIMEOUT_MS = 4000;
@@ -61,6 +70,7 @@ export class PeerTransport {
   private readonly ids = new MessageIdSource();
   private readonly timer: ReturnType<typeof setInterval>;
   private wanted = new Map<string, number>();
+  private lastBeat = 0;
   bytesIn = 0;
   bytesOut = 0;
   readonly rejected = new Map<RejectReason | UpdateRejectReason | "send-failed", number>();
@@ -76,7 +86,7 @@ export class PeerTransport {
       key: "peerjs",
       secure,
       debug: 0,
-      config: { iceServers: opts.iceServers },
+      config: { iceServers: opts.iceServers, iceTransportPolicy: opts.iceTransportPolicy ?? "all" },
     });
     this.opened = new Promise((resolve, reject) => {
       this.peer.once("open", () => resolve());
@@ -89,7 +99,7 @@ export class PeerTransport {
       const type = typeof e === "object" && e !== null && "type" in e ? String(e.type) : "";
       if (type !== "peer-unavailable") opts.log(`peer: ${e instanceof Error ? e.message : String(e)}`);
     });
-    this.timer = setInterval(() => this.heartbeat(), HEARTBEAT_MS);
+    this.timer = setInterval(() => this.heartbeat(), CHECK_MS);
   }
 
   get connectedCount(): number {
@@ -198,6 +208,8 @@ export class PeerTransport {
 
   private heartbeat(): void {
     const now = performance.now();
+    const beat = now - this.lastBeat >= HEARTBEAT_MS - CHECK_MS / 2;
+    if (beat) this.lastBeat = now;
     for (const [peerId, link] of this.links) {
       link.reassembler.expire();
       if (!link.open) {
@@ -208,7 +220,7 @@ export class PeerTransport {
         this.lose(peerId, link, `silent for ${Math.round(now - link.lastHeard)} ms`);
         continue;
       }
-      void this.send(peerId, FrameType.HEARTBEAT, 0, 0, new Uint8Array(0));
+      if (beat) void this.send(peerId, FrameType.HEARTBEAT, 0, 0, new Uint8Array(0));
     }
   }
 
