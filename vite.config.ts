@@ -18,6 +18,7 @@ export default defineConfig({
         console: resolve(import.meta.dirname, "coordinator/console/index.html"),
         selftest: resolve(import.meta.dirname, "selftest.html"),
         bench: resolve(import.meta.dirname, "bench.html"),
+        transportBench: resolve(import.meta.dirname, "transport-bench.html"),
       },
     },
   },

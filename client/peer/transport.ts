@@ -44,9 +44,8 @@ interface Link {
   /** When this side dialed or accepted; a link not open within OPEN_TIMEOUT_MS is retried. */
   readonly since: number;
   lastHeard: number;
-  sendChain: Promise<void>;
-  reassembler: Reassembler;
-  rejects: number;
+  /** Framing over the connection's DataChannel, from when it opens. */
+  ch: FramedChannel | null;
 }
 
 const HIGH_WATER = 1 << 20;
@@ -144,16 +143,22 @@ export class PeerTransport {
       open: false,
       since: performance.now(),
       lastHeard: performance.now(),
-      sendChain: Promise.resolve(),
-      reassembler: new Reassembler({ maxMessageBytes: this.opts.maxMessageBytes, maxPendingMessages: 64, timeoutMs: 30_000 }),
-      rejects: 0,
+      ch: null,
     };
     this.links.set(conn.peer, link);
     conn.on("open", () => {
       link.open = true;
       link.lastHeard = performance.now();
-      const dc = conn.dataChannel;
-      dc.bufferedAmountLowThreshold = LOW_WATER;
+      link.ch = new FramedChannel(conn.dataChannel, {
+        maxMessageBytes: this.opts.maxMessageBytes,
+        ids: this.ids,
+        onMessage: (msg) => {
+          if (msg.type !== FrameType.HEARTBEAT) this.opts.onMessage(conn.peer, msg);
+        },
+        onReject: (reason) => this.count(reason),
+        onBytes: (dir, n) => (dir === "in" ? (this.bytesIn += n) : (this.bytesOut += n)),
+        log: (line) => this.opts.log(`send to ${conn.peer} failed: ${line}`),
+      });
       this.opts.onPeerOpen(conn.peer);
     });
     conn.on("data", (data: unknown) => this.onData(conn.peer, link, data));
@@ -165,6 +170,7 @@ export class PeerTransport {
     if (this.links.get(peerId) !== link) return;
     this.links.delete(peerId);
     link.open = false;
+    link.ch?.close();
     try {
       link.conn.close();
     } catch {
@@ -184,26 +190,9 @@ export class PeerTransport {
 
   private onData(peerId: string, link: Link, data: unknown): void {
     link.lastHeard = performance.now();
-    if (!(data instanceof ArrayBuffer)) {
-      this.count("not-binary");
-      link.rejects++;
-    } else {
-      this.bytesIn += data.byteLength;
-      const d = decodeFrame(data);
-      if (!d.ok) {
-        this.count(d.reason);
-        link.rejects++;
-      } else {
-        const r = link.reassembler.push(d.frame);
-        if (r.status === "complete") {
-          if (r.message.type !== FrameType.HEARTBEAT) this.opts.onMessage(peerId, r.message);
-        } else if (r.status === "rejected") {
-          this.count(r.reason);
-          link.rejects++;
-        }
-      }
-    }
-    if (link.rejects > MAX_REJECTS) this.lose(peerId, link, `${link.rejects} malformed frames`);
+    if (!link.ch) return;
+    link.ch.receive(data);
+    if (link.ch.rejects > MAX_REJECTS) this.lose(peerId, link, `${link.ch.rejects} malformed frames`);
   }
 
   private heartbeat(): void {
@@ -211,7 +200,7 @@ export class PeerTransport {
     const beat = now - this.lastBeat >= HEARTBEAT_MS - CHECK_MS / 2;
     if (beat) this.lastBeat = now;
     for (const [peerId, link] of this.links) {
-      link.reassembler.expire();
+      link.ch?.expire();
       if (!link.open) {
         if (now - link.since > OPEN_TIMEOUT_MS) this.lose(peerId, link, "did not open in time");
         continue;
@@ -227,26 +216,8 @@ export class PeerTransport {
   /** Send one message to one peer, in order, respecting backpressure. */
   send(peerId: string, type: FrameType, sender: number, clock: number, payload: Uint8Array, encoding: Encoding = Encoding.F32): Promise<void> {
     const link = this.links.get(peerId);
-    if (!link || !link.open) return Promise.resolve();
-    const frames = encodeMessage({ type, encoding, job: 0, sender, clock, messageId: this.ids.next(), payload });
-    // A failed send must not poison the chain: later messages still go out in order.
-    link.sendChain = link.sendChain.catch(() => {}).then(async () => {
-      for (const f of frames) {
-        // PeerJS drops the channel (null) when the connection closes mid-message.
-        const dc = link.conn.dataChannel as RTCDataChannel | null | undefined;
-        if (!link.open || !dc || dc.readyState !== "open") return;
-        if (dc.bufferedAmount > HIGH_WATER) await waitLow(dc);
-        try {
-          dc.send(f);
-          this.bytesOut += f.byteLength;
-        } catch (e) {
-          this.count("send-failed");
-          this.opts.log(`send to ${peerId} failed: ${e instanceof Error ? e.message : String(e)}`);
-          return;
-        }
-      }
-    });
-    return link.sendChain;
+    if (!link || !link.open || !link.ch) return Promise.resolve();
+    return link.ch.send(type, sender, clock, payload, encoding);
   }
 
   broadcast(type: FrameType, sender: number, clock: number, payload: Uint8Array, encoding: Encoding = Encoding.F32): Promise<void> {
@@ -261,9 +232,9 @@ export class PeerTransport {
   malformed(peerId: string, reason: UpdateRejectReason): void {
     const link = this.links.get(peerId);
     this.count(reason);
-    if (!link) return;
-    link.rejects++;
-    if (link.rejects > MAX_REJECTS) this.lose(peerId, link, `${link.rejects} malformed messages`);
+    if (!link?.ch) return;
+    link.ch.rejects++;
+    if (link.ch.rejects > MAX_REJECTS) this.lose(peerId, link, `${link.ch.rejects} malformed messages`);
   }
 
   destroy(): void {
@@ -271,6 +242,91 @@ export class PeerTransport {
     for (const l of this.links.values()) l.conn.close();
     this.links.clear();
     this.peer.destroy();
+  }
+}
+
+export interface FramedChannelOptions {
+  /** Largest message accepted, in bytes. */
+  readonly maxMessageBytes: number;
+  readonly ids: MessageIdSource;
+  readonly onMessage: (msg: ReceivedMessage) => void;
+  readonly onReject: (reason: RejectReason | "send-failed") => void;
+  readonly onBytes?: (direction: "in" | "out", bytes: number) => void;
+  readonly log: (line: string) => void;
+}
+
+/**
+ * Our framing over one open RTCDataChannel (reliable, ordered): messages out
+ * as chunked frames, in order, never more than HIGH_WATER bytes buffered
+ * (waiting for `bufferedamountlow` at LOW_WATER); frames in decoded and
+ * reassembled under the byte caps, malformed ones counted. PeerTransport runs
+ * one per peer link; the transport benchmark runs one over a bare channel.
+ */
+export class FramedChannel {
+  private chain: Promise<void> = Promise.resolve();
+  private readonly reassembler: Reassembler;
+  private closed = false;
+  rejects = 0;
+
+  constructor(
+    private readonly dc: RTCDataChannel,
+    private readonly opts: FramedChannelOptions,
+  ) {
+    dc.bufferedAmountLowThreshold = LOW_WATER;
+    this.reassembler = new Reassembler({ maxMessageBytes: opts.maxMessageBytes, maxPendingMessages: 64, timeoutMs: 30_000 });
+  }
+
+  send(type: FrameType, sender: number, clock: number, payload: Uint8Array, encoding: Encoding = Encoding.F32): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const frames = encodeMessage({ type, encoding, job: 0, sender, clock, messageId: this.opts.ids.next(), payload });
+    const dc = this.dc;
+    // A failed send must not poison the chain: later messages still go out in order.
+    this.chain = this.chain.catch(() => {}).then(async () => {
+      for (const f of frames) {
+        // The channel may close mid-message.
+        if (this.closed || dc.readyState !== "open") return;
+        if (dc.bufferedAmount > HIGH_WATER) await waitLow(dc);
+        try {
+          dc.send(f);
+          this.opts.onBytes?.("out", f.byteLength);
+        } catch (e) {
+          this.opts.onReject("send-failed");
+          this.opts.log(e instanceof Error ? e.message : String(e));
+          return;
+        }
+      }
+    });
+    return this.chain;
+  }
+
+  receive(data: unknown): void {
+    if (!(data instanceof ArrayBuffer)) {
+      this.opts.onReject("not-binary");
+      this.rejects++;
+      return;
+    }
+    this.opts.onBytes?.("in", data.byteLength);
+    const d = decodeFrame(data);
+    if (!d.ok) {
+      this.opts.onReject(d.reason);
+      this.rejects++;
+      return;
+    }
+    const r = this.reassembler.push(d.frame);
+    if (r.status === "complete") this.opts.onMessage(r.message);
+    else if (r.status === "rejected") {
+      this.opts.onReject(r.reason);
+      this.rejects++;
+    }
+  }
+
+  /** Drop chunk sets that never completed. */
+  expire(): void {
+    this.reassembler.expire();
+  }
+
+  close(): void {
+    this.closed = true;
   }
 }
 

@@ -1,0 +1,113 @@
+/**
+ * The data plane past the full mesh, and peer liveness, in real Chromium:
+ * four volunteers with `--mesh-max 2` form the overlay (updates forwarded down
+ * each author's tree, client/peer/overlay.ts). One page's peer connections
+ * are closed under it (a transient drop): the links come back by themselves.
+ * Then that page is cut off: its context goes offline and nothing it sends on
+ * its DataChannels leaves it any more (the transports stay up, so only an
+ * application heartbeat can tell), and the pages linked to it report it lost
+ * within 5 s; the coordinator logs the loss, takes the page out of the view,
+ * the overlay repairs, and the other three reach the target with equal
+ * digests.
+ */
+import { test, expect, type BrowserContext, type Page } from "@playwright/test";
+import { startCoordinatorProcess, waitFor, type CoordinatorProcess, type Status } from "../support/coordinator.ts";
+import { recordPeerConnections } from "../support/peer-connections.ts";
+import { digestsAgree } from "../../client/replica.ts";
+
+interface Grid {
+  workerId: string | null;
+  topology: string;
+  links: number;
+  forwarded: number;
+  peers: number;
+  lostPeers: { id: string; at: number; why: string }[];
+}
+
+let coord: CoordinatorProcess;
+
+test.beforeAll(async () => {
+  coord = await startCoordinatorProcess(["--min-workers", "4", "--mesh-max", "2", "--target-accuracy", "0.9", "--eval-interval", "500"]);
+});
+
+test.afterEach(async ({}, testInfo) => {
+  if (testInfo.status !== testInfo.expectedStatus && coord) {
+    console.log(coord.output().split("\n").slice(-40).join("\n"));
+  }
+});
+
+test.afterAll(async () => {
+  await coord?.stop();
+});
+
+const grid = (p: Page): Promise<Grid> => p.evaluate(() => (window as unknown as { grid: Grid }).grid);
+
+test("overlay of four, one page cut off: lost within 5 s, the rest train to the target with equal digests", async ({ browser }) => {
+  const pages: Page[] = [];
+  const contexts: BrowserContext[] = [];
+  for (let i = 0; i < 4; i++) {
+    const ctx = await browser.newContext();
+    await recordPeerConnections(ctx);
+    const page = await ctx.newPage();
+    await page.goto(`${coord.url}/?name=v${i}&backend=cpu`);
+    contexts.push(ctx);
+    pages.push(page);
+  }
+  await waitFor("four workers stepping", async () => {
+    const s = await coord.status();
+    return s.workers.filter((w) => w.state === "active" && w.clock > 5).length === 4 ? s : null;
+  }, 90_000);
+  const before = await Promise.all(pages.map(grid));
+  for (const g of before) expect(g.topology).toBe("overlay");
+  // Every page has its links open (3 peers: with N = 4 the ring links ±1, ±2 reach all).
+  await waitFor("all links open", async () => ((await Promise.all(pages.map(grid))).every((g) => g.peers === g.links) ? true : null), 20_000);
+
+  const victim = before[3]?.workerId as string;
+  const victimPage = pages[3] as Page;
+  const linked = pages.slice(0, 3);
+
+  // A transient drop: the page's peer connections close; the links are dialed again.
+  await victimPage.evaluate(() => {
+    for (const pc of (window as unknown as { peerConnections: RTCPeerConnection[] }).peerConnections) pc.close();
+  });
+  const reconnected = await waitFor("the links to come back", async () => {
+    const g = await grid(victimPage);
+    return g.lostPeers.length >= 3 && g.peers === g.links ? g : null;
+  }, 30_000, 200);
+  expect(reconnected.workerId).toBe(victim);
+  const s1 = await coord.status();
+  expect(s1.workers.find((w) => w.id === victim)?.state).toBe("active");
+
+  // Cut it off: offline, and its DataChannel sends dropped.
+  const earlier = (await Promise.all(linked.map(grid))).map((g) => g.lostPeers.length);
+  const cutAt = Date.now();
+  await victimPage.evaluate(() => ((window as unknown as { networkCut: boolean }).networkCut = true));
+  await contexts[3]?.setOffline(true);
+  const detected = await waitFor("the others to lose the cut page", async () => {
+    const gs = await Promise.all(linked.map(grid));
+    return gs.every((g, i) => g.lostPeers.slice(earlier[i]).some((l) => l.id === victim)) ? Date.now() - cutAt : null;
+  }, 15_000, 100);
+  test.info().annotations.push({ type: "detected", description: `${detected} ms after the cut` });
+  expect(detected).toBeLessThanOrEqual(5000);
+  const reasons = (await Promise.all(linked.map(grid))).flatMap((g, i) => g.lostPeers.slice(earlier[i]).filter((l) => l.id === victim).map((l) => l.why));
+  expect(reasons.filter((r) => /silent/.test(r))).toHaveLength(3);
+
+  // The job goes on without it; the others forwarded updates for each other and agree at the end.
+  const done: Status = await waitFor("the job to finish", async () => {
+    const s = await coord.status();
+    return s.job.state === "done" ? s : null;
+  }, 3 * 60_000, 1000);
+  expect(done.events.some((e) => e.kind === "peer-lost" && (e.detail ?? "").includes(victim))).toBe(true);
+  expect(done.workers.find((w) => w.id === victim)?.state).toBe("left");
+  const best = Math.max(...done.metrics.test.series.map(([, v]) => v));
+  expect(best).toBeGreaterThanOrEqual(0.9);
+  const active = done.workers.filter((w) => w.state === "active");
+  expect(active).toHaveLength(3);
+  const digests = active.map((w) => w.digest);
+  for (const d of digests) expect(d).not.toBeNull();
+  for (const d of digests.slice(1)) expect(digestsAgree(digests[0]!, d!)).toBe(true);
+  const after = await Promise.all(linked.map(grid));
+  // N = 3 over mesh-max 2: each author sends to one neighbour, who forwards to the third.
+  expect(after.reduce((s, g) => s + g.forwarded, 0)).toBeGreaterThan(0);
+  for (const g of after) expect(g.forwarded).toBeGreaterThan(0);
+});
