@@ -61,7 +61,7 @@ interface PageState {
   topology: string;
   links: number;
   forwarded: number;
-  /** Peers this page found silent or closed: worker id and when (ms since page load). */
+  /** Peers this page found silent or closed: worker id and when (Date.now()). */
   lostPeers: { id: string; at: number; why: string }[];
   /** Largest lead over the slowest active worker this page saw at a step start (≤ s + 1). */
   maxLead: number;
@@ -331,7 +331,7 @@ async function main(): Promise<void> {
           const wid = peerOf.get(p);
           log(`peer ${wid ?? p} lost: ${why}`);
           if (!wid) return;
-          pageState.lostPeers.push({ id: wid, at: Math.round(performance.now()), why });
+          pageState.lostPeers.push({ id: wid, at: Date.now(), why });
           if (pageState.lostPeers.length > 50) pageState.lostPeers.shift();
           send({ type: "peer-lost", peer: wid, why: why.slice(0, 200) });
         },

@@ -77,6 +77,7 @@ test.beforeAll(async () => {
   coord = await startCoordinatorProcess([
     "--min-workers", "3",
     "--target-accuracy", "0.9",
+    "--eval-interval", "500",
     "--ice-servers", `turn:${TURN_USER}:${TURN_PASSWORD}@127.0.0.1:${port}?transport=udp`,
     "--ice-transport", "relay",
   ]);
@@ -139,11 +140,11 @@ test("three volunteers train through a TURN relay only", async ({ browser }) => 
       }
       return out;
     });
-    expect(seen.length).toBeGreaterThanOrEqual(2);
-    for (const pc of seen) expect(pc.policy).toBe("relay");
-    const used = seen.flatMap((pc) => [...pc.local, ...pc.remote]);
-    expect(used.length).toBeGreaterThan(0);
-    expect(new Set(used)).toEqual(new Set(["relay"]));
+    // PeerJS also makes a throwaway connection at load to probe for support: only links that carried bytes count.
+    const links = seen.filter((pc) => pc.local.length > 0);
+    expect(links.length).toBeGreaterThanOrEqual(2);
+    for (const pc of links) expect(pc.policy).toBe("relay");
+    expect(new Set(links.flatMap((pc) => [...pc.local, ...pc.remote]))).toEqual(new Set(["relay"]));
   }
   // coturn saw the allocations (a refused or unused relay would not log them).
   expect(readFileSync(turnLog, "utf8")).toMatch(/user <grid>: incoming packet ALLOCATE processed, success/);

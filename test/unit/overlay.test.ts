@@ -10,6 +10,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { broadcastCost, buildTopology, SeenClocks, type Topology } from "../../client/peer/overlay.ts";
+import { uniformSource } from "../../client/jobs/random.ts";
 
 const log2 = (n: number): number => Math.ceil(Math.log2(Math.max(2, n)));
 
@@ -128,18 +129,6 @@ describe("SeenClocks", () => {
 // Repair under churn, in a simulated network
 // ---------------------------------------------------------------------------
 
-/** mulberry32: a small seeded generator for schedules. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface SimNode {
   view: Topology;
   clock: number;
@@ -156,7 +145,7 @@ interface Msg {
 }
 
 function simulate(seed: number, initial: number, meshMax: number, steps: number) {
-  const rand = rng(seed);
+  const rand = uniformSource(seed);
   const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
   let members = Array.from({ length: initial }, (_, i) => i + 1);
   let nextId = initial + 1;
