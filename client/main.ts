@@ -327,10 +327,10 @@ async function main(): Promise<void> {
             }
           }
         },
-        onPeerLost: (p, why) => {
+        onPeerLost: (p, why, wasOpen) => {
           const wid = peerOf.get(p);
           log(`peer ${wid ?? p} lost: ${why}`);
-          if (!wid) return;
+          if (!wid || !wasOpen) return;
           pageState.lostPeers.push({ id: wid, at: Date.now(), why });
           if (pageState.lostPeers.length > 50) pageState.lostPeers.shift();
           send({ type: "peer-lost", peer: wid, why: why.slice(0, 200) });

@@ -34,7 +34,8 @@ export interface TransportOptions {
   readonly maxMessageBytes: number;
   readonly onMessage: (fromPeer: string, msg: ReceivedMessage) => void;
   readonly onPeerOpen: (peerId: string) => void;
-  readonly onPeerLost: (peerId: string, why: string) => void;
+  /** A link closed or went silent (`wasOpen`), or never opened in time (then it is dialled again). */
+  readonly onPeerLost: (peerId: string, why: string, wasOpen: boolean) => void;
   readonly log: (line: string) => void;
 }
 
@@ -169,6 +170,7 @@ export class PeerTransport {
   private lose(peerId: string, link: Link, why: string): void {
     if (this.links.get(peerId) !== link) return;
     this.links.delete(peerId);
+    const wasOpen = link.open;
     link.open = false;
     link.ch?.close();
     try {
@@ -176,7 +178,7 @@ export class PeerTransport {
     } catch {
       // already closed
     }
-    this.opts.onPeerLost(peerId, why);
+    this.opts.onPeerLost(peerId, why, wasOpen);
     // Redial when we are the dialing side and the peer is still in the view.
     const num = this.wanted.get(peerId);
     if (num !== undefined && num < this.opts.selfNumber) setTimeout(() => {

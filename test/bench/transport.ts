@@ -24,7 +24,7 @@ import { serveDist } from "../support/static-server.ts";
 import { runCompressionSection, type CompressionRow } from "./transport-compression.ts";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
-const ROUNDS = 5;
+const ROUNDS = 7;
 /** mnist-mlp: 784·256 + 256 + 256·10 + 10 parameters. */
 const MLP_PARAMS = 203_530;
 const UPDATES = 40;
