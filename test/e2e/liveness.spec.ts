@@ -2,15 +2,15 @@
  * The data plane past the full mesh, and peer liveness, in real Chromium:
  * four volunteers with `--mesh-max 2` form the overlay (updates forwarded down
  * each author's tree, client/peer/overlay.ts). One page's peer connections
- * are closed under it (a transient drop): the links come back by themselves.
- * Then that page is cut off: its context goes offline and nothing it sends on
- * its DataChannels leaves it any more (the transports stay up, so only an
- * application heartbeat can tell), and the pages linked to it report it lost
- * within 5 s; the coordinator logs the loss, takes the page out of the view,
- * the overlay repairs, and the other three reach the target with equal
- * digests.
+ * are closed under it: the links come back by themselves. Then that page's
+ * peer traffic is cut for a while (nothing it sends on its DataChannels leaves
+ * it; the transports stay up, so only an application heartbeat can tell; its
+ * coordinator socket stays up, so the coordinator does not take it out of the
+ * view first): the pages linked to it report it lost within 5 s, on the page
+ * and to the coordinator. When the traffic flows again the links are dialled
+ * again, and all four reach the target with equal digests.
  */
-import { test, expect, type BrowserContext, type Page } from "@playwright/test";
+import { test, expect, type Page } from "@playwright/test";
 import { startCoordinatorProcess, waitFor, type CoordinatorProcess, type Status } from "../support/coordinator.ts";
 import { recordPeerConnections } from "../support/peer-connections.ts";
 import { digestsAgree } from "../../client/replica.ts";
@@ -42,15 +42,13 @@ test.afterAll(async () => {
 
 const grid = (p: Page): Promise<Grid> => p.evaluate(() => (window as unknown as { grid: Grid }).grid);
 
-test("overlay of four, one page cut off: lost within 5 s, the rest train to the target with equal digests", async ({ browser }) => {
+test("overlay of four; one page dropped, then cut off: lost within 5 s, links back, target reached with equal digests", async ({ browser }) => {
   const pages: Page[] = [];
-  const contexts: BrowserContext[] = [];
   for (let i = 0; i < 4; i++) {
     const ctx = await browser.newContext();
     await recordPeerConnections(ctx);
     const page = await ctx.newPage();
     await page.goto(`${coord.url}/?name=v${i}&backend=cpu`);
-    contexts.push(ctx);
     pages.push(page);
   }
   await waitFor("four workers stepping", async () => {
@@ -78,14 +76,13 @@ test("overlay of four, one page cut off: lost within 5 s, the rest train to the 
   const s1 = await coord.status();
   expect(s1.workers.find((w) => w.id === victim)?.state).toBe("active");
 
-  // Cut it off: offline, and its DataChannel sends dropped.
+  // Cut its peer traffic.
   const earlier = (await Promise.all(linked.map(grid))).map((g) => g.lostPeers.length);
   // Times are the pages' own Date.now() (one machine, one clock), not when this test polled.
   const cutAt = await victimPage.evaluate(() => {
     (window as unknown as { networkCut: boolean }).networkCut = true;
     return Date.now();
   });
-  await contexts[3]?.setOffline(true);
   const detected = await waitFor("the others to lose the cut page", async () => {
     const gs = await Promise.all(linked.map(grid));
     const found = gs.map((g, i) => g.lostPeers.slice(earlier[i]).find((l) => l.id === victim));
@@ -94,24 +91,25 @@ test("overlay of four, one page cut off: lost within 5 s, the rest train to the 
   test.info().annotations.push({ type: "detected", description: `${detected} ms after the cut` });
   expect(detected).toBeLessThanOrEqual(5000);
   const reasons = (await Promise.all(linked.map(grid))).flatMap((g, i) => g.lostPeers.slice(earlier[i]).filter((l) => l.id === victim).map((l) => l.why));
-  expect(reasons.filter((r) => /silent/.test(r))).toHaveLength(3);
+  expect(reasons.filter((r) => /silent/.test(r)).length).toBeGreaterThanOrEqual(3);
 
-  // The job goes on without it; the others forwarded updates for each other and agree at the end.
+  // Traffic flows again: the links come back and the job goes on with all four.
+  await victimPage.evaluate(() => ((window as unknown as { networkCut: boolean }).networkCut = false));
+  await waitFor("the links to come back after the cut", async () => ((await Promise.all(pages.map(grid))).every((g) => g.peers === g.links) ? true : null), 30_000, 200);
+
   const done: Status = await waitFor("the job to finish", async () => {
     const s = await coord.status();
     return s.job.state === "done" ? s : null;
   }, 3 * 60_000, 1000);
-  expect(done.events.some((e) => e.kind === "peer-lost" && (e.detail ?? "").includes(victim))).toBe(true);
-  expect(done.workers.find((w) => w.id === victim)?.state).toBe("left");
+  expect(done.events.some((e) => e.kind === "peer-lost" && (e.detail ?? "").includes(`${victim}: silent`))).toBe(true);
   const best = Math.max(...done.metrics.test.series.map(([, v]) => v));
   expect(best).toBeGreaterThanOrEqual(0.9);
   const active = done.workers.filter((w) => w.state === "active");
-  expect(active).toHaveLength(3);
+  expect(active).toHaveLength(4);
   const digests = active.map((w) => w.digest);
   for (const d of digests) expect(d).not.toBeNull();
   for (const d of digests.slice(1)) expect(digestsAgree(digests[0]!, d!)).toBe(true);
-  const after = await Promise.all(linked.map(grid));
-  // N = 3 over mesh-max 2: each author sends to one neighbour, who forwards to the third.
-  expect(after.reduce((s, g) => s + g.forwarded, 0)).toBeGreaterThan(0);
+  // N = 4 over mesh-max 2: an author sends to distances 1 and 2, distance 1 forwards to 3.
+  const after = await Promise.all(pages.map(grid));
   for (const g of after) expect(g.forwarded).toBeGreaterThan(0);
 });
