@@ -14,9 +14,11 @@
  *    worker per clock and accuracy, dense vs each encoding.
  *
  * Builds dist/ first unless GRID_BENCH_NO_BUILD=1 (GRID_DIST names another build).
+ * GRID_BENCH_REUSE_COMPRESSION=1 keeps section 3 from the last results file.
  */
 import { chromium, type Page } from "@playwright/test";
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { broadcastCost, buildTopology } from "../../client/peer/overlay.ts";
 import { CHROMIUM_ARGS, chromiumExecutable } from "../support/chromium.ts";
@@ -105,6 +107,26 @@ async function exchange(pages: [Page, Page]): Promise<ExchangeRow[]> {
   return rows;
 }
 
+/**
+ * GRID_BENCH_REUSE_COMPRESSION=1: take the compression section from the last
+ * bench/results/transport.json instead of running it again (it is a long Node
+ * simulation; the browser sections are short). Its method says so, with the date.
+ */
+function reuseCompression(): { ratios: Record<string, number>; table: CompressionRow[]; method: string } {
+  const prev = JSON.parse(readFileSync(resolve(ROOT, "bench", "results", "transport.json"), "utf8")) as {
+    date: string;
+    ratios: Record<string, number>;
+    compression?: CompressionRow[];
+    table: unknown;
+    method: Record<string, string>;
+  };
+  const keys = ["bytes_dense_vs_topk", "bytes_dense_vs_int8", "accuracy_loss_topk_points", "accuracy_loss_int8_points"];
+  const ratios = Object.fromEntries(keys.filter((k) => k in prev.ratios).map((k) => [k, prev.ratios[k] as number]));
+  if (Object.keys(ratios).length !== keys.length) throw new Error("GRID_BENCH_REUSE_COMPRESSION: the last transport.json has no compression section");
+  const table = prev.compression ?? (prev.table as CompressionRow[]);
+  return { ratios, table, method: `${prev.method["compression"] ?? ""} (reused from the run of ${prev.date})` };
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((p, q) => p - q);
   const m = s.length >> 1;
@@ -146,7 +168,7 @@ export async function run(): Promise<{ ratios: Record<string, number>; table: To
     exchange: `two Chromium pages, one DataChannel on loopback; ${UPDATES} mnist-mlp updates (${MLP_PARAMS} f32) vs the same bytes as bare 60 KiB sends, ${ROUNDS} alternating rounds after a warm-up; ratio = median over rounds`,
     topology: "Node, client/peer/overlay.ts: every member sends one update per clock; counts of updates sent per worker",
   };
-  const c = await runCompressionSection(log);
+  const c = process.env["GRID_BENCH_REUSE_COMPRESSION"] === "1" ? reuseCompression() : await runCompressionSection(log);
   Object.assign(ratios, c.ratios);
   method["compression"] = c.method;
   const compression = c.table;
