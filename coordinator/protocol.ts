@@ -204,6 +204,7 @@ export const viewMemberSchema = z.object({
 export type ViewMember = z.infer<typeof viewMemberSchema>;
 
 const cutSchema = z.object({ id: workerId, clock: nonNegInt });
+const jobStateSchema = z.enum(["waiting", "running", "paused", "done", "failed"]);
 
 export const viewSchema = z.object({
   type: z.literal("view"),
@@ -215,7 +216,7 @@ export const viewSchema = z.object({
    */
   cuts: z.array(cutSchema).max(100_000),
   consistency: consistencySchema,
-  state: z.enum(["waiting", "running", "paused", "done", "failed"]),
+  state: jobStateSchema,
   /** The worker that uploads its replica for evaluation. */
   evaluator: workerId.nullable(),
 });
@@ -235,7 +236,7 @@ export const viewDeltaSchema = z.object({
   remove: z.array(workerId).max(10_000),
   cuts: z.array(cutSchema).max(100_000),
   consistency: consistencySchema,
-  state: z.enum(["waiting", "running", "paused", "done", "failed"]),
+  state: jobStateSchema,
   evaluator: workerId.nullable(),
 });
 export type ViewDeltaMessage = z.infer<typeof viewDeltaSchema>;

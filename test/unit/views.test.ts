@@ -7,7 +7,7 @@
 import { describe, expect, it, vi, afterEach } from "vitest";
 import fc from "fast-check";
 import { applyViewDelta, ViewBook, type ViewContent } from "../../coordinator/views.ts";
-import { JobRun } from "../../coordinator/job.ts";
+import { JobRun, type JobOptions } from "../../coordinator/job.ts";
 import { makeShards, type Dataset, type ImageSet } from "../../coordinator/data.ts";
 import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
 import { parseServerMessage, type ServerMessage, type ViewMessage } from "../../coordinator/protocol.ts";
@@ -111,7 +111,7 @@ function tinySet(count: number): ImageSet {
   return { count, pixelsPerImage: 784, pixels, labels };
 }
 
-function newRun(viewBatchMs: number): JobRun {
+function newRun(extra: Partial<JobOptions>): JobRun {
   const train = tinySet(200);
   const data: Dataset = { train, test: tinySet(20), shards: makeShards(train, 20) };
   return new JobRun({
@@ -127,7 +127,7 @@ function newRun(viewBatchMs: number): JobRun {
     batch: 8,
     learningRate: 0.1,
     store: null,
-    viewBatchMs,
+    ...extra,
   });
 }
 
@@ -140,7 +140,7 @@ describe("view publication in the job", () => {
 
   it("batches joins and leaves into one epoch: the whole view to joiners, a delta to the rest", () => {
     vi.useFakeTimers();
-    const run = newRun(50);
+    const run = newRun({ viewBatchMs: 50 });
     const inbox = new Map<string, ServerMessage[]>();
     const join = (): string => {
       const box: ServerMessage[] = [];
@@ -189,23 +189,7 @@ describe("view publication in the job", () => {
   });
 
   it("with --full-views every change goes out at once, in full, to everyone", () => {
-    const train = tinySet(200);
-    const run = new JobRun({
-      job: mnistSoftmax,
-      data: { train, test: tinySet(20), shards: makeShards(train, 20) },
-      consistency: { mode: "ssp", staleness: 2 },
-      seed: 1,
-      maxClock: 0,
-      maxExamples: 0,
-      targetAccuracy: 0.99,
-      minWorkers: 1,
-      evalEvery: 5,
-      batch: 8,
-      learningRate: 0.1,
-      store: null,
-      viewBatchMs: 50,
-      fullViews: true,
-    });
+    const run = newRun({ viewBatchMs: 50, fullViews: true });
     const first: ServerMessage[] = [];
     run.join(joinMsg, (m) => first.push(m));
     run.join(joinMsg, () => {});
@@ -217,22 +201,7 @@ describe("view publication in the job", () => {
 describe("liveness after a stall of the coordinator", () => {
   it("does not count the coordinator's own stall as a worker's silence", () => {
     let t = 1_000_000;
-    const train = tinySet(200);
-    const run = new JobRun({
-      job: mnistSoftmax,
-      data: { train, test: tinySet(20), shards: makeShards(train, 20) },
-      consistency: { mode: "ssp", staleness: 2 },
-      seed: 1,
-      maxClock: 0,
-      maxExamples: 0,
-      targetAccuracy: 0.99,
-      minWorkers: 1,
-      evalEvery: 5,
-      batch: 8,
-      learningRate: 0.1,
-      store: null,
-      now: () => t,
-    });
+    const run = newRun({ now: () => t });
     const ids = Array.from({ length: 3 }, () => {
       const r = run.join(joinMsg, () => {});
       if (!r.ok) throw new Error(r.reason);
