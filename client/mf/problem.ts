@@ -58,13 +58,14 @@ export function blockOf(n: number, blocks: number, i: number): number {
 }
 
 /** A 32-bit hash of up to four integers (murmur3-style finalizer over a mix). */
+function mix(h: number, x: number): number {
+  h = Math.imul(h ^ (x >>> 0), 0x85ebca6b) >>> 0;
+  h = ((h << 13) | (h >>> 19)) >>> 0;
+  return (Math.imul(h, 5) + 0xe6546b64) >>> 0;
+}
+
 export function hash4(a: number, b: number, c = 0, d = 0): number {
-  let h = (a ^ 0x9e3779b9) >>> 0;
-  for (const x of [b, c, d]) {
-    h = Math.imul(h ^ (x >>> 0), 0x85ebca6b) >>> 0;
-    h = ((h << 13) | (h >>> 19)) >>> 0;
-    h = (Math.imul(h, 5) + 0xe6546b64) >>> 0;
-  }
+  let h = mix(mix(mix((a ^ 0x9e3779b9) >>> 0, b), c), d);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b) >>> 0;
   h ^= h >>> 13;
@@ -120,9 +121,10 @@ export function isTest(seed: number, i: number, j: number): boolean {
 /**
  * The observed ratings of rows [from, to), split into training and test
  * entries, in row-major order. `vStar` is `trueItems(cfg)` (pass it in when
- * generating several row ranges).
+ * generating several row ranges). `keepTrain: false` keeps only the test
+ * entries (the same ones).
  */
-export function generateRows(cfg: MfConfig, from: number, to: number, vStar = trueItems(cfg)): { train: Ratings; test: Ratings } {
+export function generateRows(cfg: MfConfig, from: number, to: number, vStar = trueItems(cfg), keepTrain = true): { train: Ratings; test: Ratings } {
   const r = cfg.rank;
   const logMiss = Math.log(1 - cfg.density);
   const tr = { rows: [] as number[], cols: [] as number[], vals: [] as number[] };
@@ -138,10 +140,12 @@ export function generateRows(cfg: MfConfig, from: number, to: number, vStar = tr
       let dot = 0;
       for (let f = 0; f < r; f++) dot += (ustar[f] ?? 0) * (vStar[j * r + f] ?? 0);
       const value = dot + cfg.noise * normal(u);
-      const dest = isTest(cfg.seed, i, j) ? te : tr;
-      dest.rows.push(i);
-      dest.cols.push(j);
-      dest.vals.push(value);
+      const dest = isTest(cfg.seed, i, j) ? te : keepTrain ? tr : null;
+      if (dest) {
+        dest.rows.push(i);
+        dest.cols.push(j);
+        dest.vals.push(value);
+      }
       j += cfg.density >= 1 ? 1 : 1 + Math.floor(Math.log(u()) / logMiss);
     }
   }

@@ -120,7 +120,7 @@ export class MfRun {
     const vStar = trueItems(p);
     const parts: Ratings[] = [];
     const step = 2000;
-    for (let a = 0; a < p.users; a += step) parts.push(generateRows(p, a, Math.min(p.users, a + step), vStar).test);
+    for (let a = 0; a < p.users; a += step) parts.push(generateRows(p, a, Math.min(p.users, a + step), vStar, false).test);
     const n = parts.reduce((s, x) => s + x.vals.length, 0);
     const test = { rows: new Uint32Array(n), cols: new Uint32Array(n), vals: new Float32Array(n) };
     let o = 0;

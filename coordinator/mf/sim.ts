@@ -72,7 +72,7 @@ export function testRmse(cfg: MfConfig, ck: Checkpoints, test: Ratings): number 
 export function simulate(cfg: MfConfig, opts: SimOptions): SimResult {
   const started = performance.now();
   const vStar = trueItems(cfg);
-  const { test } = generateRows(cfg, 0, cfg.users, vStar);
+  const { test } = generateRows(cfg, 0, cfg.users, vStar, false);
   const ck = new Checkpoints(cfg);
   const s = createSchedule(cfg.blocks);
   const workers = new Map<string, SimWorker>();

@@ -16,6 +16,10 @@ describe("mf problem", () => {
     const from = whole.train.rows.indexOf(120);
     expect(Array.from(whole.train.vals.subarray(from, from + part.train.vals.length))).toEqual(Array.from(part.train.vals));
     expect(generateRows({ ...small, seed: 8 }, 100, 140).train.vals).not.toEqual(a.train.vals);
+    // The coordinator keeps only the held-out entries: the same ones.
+    const testOnly = generateRows(small, 100, 140, trueItems(small), false);
+    expect(testOnly.train.vals).toHaveLength(0);
+    expect(Array.from(testOnly.test.vals)).toEqual(Array.from(a.test.vals));
   });
 
   it("observes about `density` of the entries, holds out about 10% and adds noise of the given σ", () => {
