@@ -365,7 +365,7 @@ export class MfRun {
     if (this.testSeries.length > MAX_SERIES) this.testSeries.shift();
     for (const m of r.moved) this.event("rebalanced", m.worker, `row block ${m.block}`);
     if (rmse <= this.cfg.target * p.noise) {
-      this.finish(`test RMSE ${rmse.toFixed(4)} ≤ ${this.cfg.target} × noise ${p.noise}`);
+      this.finish(`target reached: test RMSE ${rmse.toFixed(4)} ≤ ${this.cfg.target} × noise ${p.noise}`);
     } else if (s.t >= this.cfg.maxEpochs * p.blocks) {
       this.finish(`${this.cfg.maxEpochs} epochs done (test RMSE ${rmse.toFixed(4)})`);
     } else {
@@ -377,6 +377,8 @@ export class MfRun {
     if (this.state === "done") return;
     this.state = "done";
     this.doneAt = this.now();
+    // Nothing to drain: the checkpoints are the model.
+    this.event("finishing", undefined, reason);
     this.event("done", undefined, reason);
     for (const w of this.active()) w.send({ type: "finish", reason });
   }
