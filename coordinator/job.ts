@@ -503,11 +503,11 @@ export class JobRun {
         return;
       }
       case "peer-lost": {
-        // One event per reporter and peer every 5 s; only about workers in the view.
+        // At most one event per reporter and peer a second (a link is redialled after 1 s); only about workers in the view.
         const peer = this.workers.get(msg.peer);
         const key = `${id}>${msg.peer}`;
         if (!peer || msg.peer === id || !(peer.state === "active" || peer.state === "straggler")) return;
-        if (now - (this.peerLossReported.get(key) ?? -Infinity) < 5000) return;
+        if (now - (this.peerLossReported.get(key) ?? -Infinity) < 1000) return;
         if (this.peerLossReported.size > 10_000) this.peerLossReported.clear();
         this.peerLossReported.set(key, now);
         this.event("peer-lost", id, `lost its link to ${msg.peer}: ${msg.why}`);
