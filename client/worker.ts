@@ -6,7 +6,7 @@
  * ArrayBuffers cross the boundary as transfers.
  */
 import * as Comlink from "comlink";
-import { STALENESS_BUCKETS, type AssignMessage, type Digest, type ViewMessage, type WelcomeMessage } from "../coordinator/protocol.ts";
+import { STALENESS_BUCKETS, decodeModelUpload, type AssignMessage, type Digest, type ViewMessage, type WelcomeMessage } from "../coordinator/protocol.ts";
 import { ErrorFeedback, NO_COMPRESSION, encodeExact, parseCompression, type Compression } from "./compress.ts";
 import { yieldToEventLoop, type SoftmaxBackend } from "./gpu/backend.ts";
 import type { Encoding } from "./peer/frames.ts";
@@ -164,6 +164,11 @@ class TrainingWorker {
     this.feedback = new ErrorFeedback(this.compression, job.parameters);
     this.ready = !welcome.needsSnapshot;
     this.readySent = false;
+    if (welcome.base && !welcome.needsSnapshot) {
+      // The coordinator restarted: this incarnation starts from its checkpoint.
+      this.ready = false;
+      void this.loadBase(gen, base, welcome.base.clock, cb);
+    }
     this.setView(view);
     if (this.pendingAssign) {
       const a = this.pendingAssign;
@@ -171,6 +176,30 @@ class TrainingWorker {
       this.assign(a);
     }
     void this.loop(gen).catch((e: unknown) => cb.log(`training stopped: ${e instanceof Error ? e.message : String(e)}`));
+  }
+
+  /** Load the checkpoint a restarted coordinator resumed from into the fresh replica. */
+  private async loadBase(gen: number, base: string, clock: number, cb: WorkerCallbacks): Promise<void> {
+    for (let attempt = 1; attempt <= 10 && this.generation === gen; attempt++) {
+      let why: string;
+      try {
+        const res = await fetch(`${base}/api/checkpoint`, { cache: "no-store" });
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        const r = decodeModelUpload(new Uint8Array(await res.arrayBuffer()), this.job?.parameters ?? 0);
+        if (!r.ok) throw new Error(r.message);
+        if (r.value.clock !== clock) throw new Error(`checkpoint at clock ${r.value.clock}, want ${clock}`);
+        if (this.generation !== gen || !this.replica) return;
+        this.replica.params.set(r.value.params);
+        this.ready = true;
+        cb.log(`resumed from the coordinator's checkpoint at clock ${clock}`);
+        this.poke();
+        return;
+      } catch (e) {
+        why = e instanceof Error ? e.message : String(e);
+      }
+      cb.log(`cannot load the checkpoint (${why}); trying again`);
+      await sleep(1000 * attempt);
+    }
   }
 
   /** End the membership at once (dropped, or the volunteer stopped): the loop exits. */

@@ -54,6 +54,10 @@ export interface CoordinatorConfig {
   readonly ice: IceConfig;
   /** Full mesh up to this many workers, overlay above (`--mesh-max`). */
   readonly meshMax: number;
+  /** Set an unfinished job's state aside and start anew (`--fresh`). */
+  readonly fresh: boolean;
+  /** Least ms between two model checkpoints (`--checkpoint-interval`). */
+  readonly checkpointIntervalMs: number;
 }
 
 export const COORDINATOR_FLAGS = {
@@ -86,6 +90,8 @@ export const COORDINATOR_FLAGS = {
   "ice-servers": { type: "string" },
   "ice-transport": { type: "string" },
   "mesh-max": { type: "string" },
+  fresh: { type: "boolean" },
+  "checkpoint-interval": { type: "string" },
 } as const;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
@@ -184,6 +190,8 @@ export function configFromValues(values: Record<string, string | boolean | undef
     mf,
     ice,
     meshMax: int("mesh-max", str("mesh-max"), DEFAULT_MESH_MAX, 0, 100_000),
+    fresh: values["fresh"] === true,
+    checkpointIntervalMs: int("checkpoint-interval", str("checkpoint-interval"), 2000, 0, 3_600_000),
   };
 }
 

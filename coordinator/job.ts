@@ -29,6 +29,7 @@ import { ViewBook } from "./views.ts";
 import { sizeBatches } from "./sizing.ts";
 import { inlineEvaluator, type Evaluator } from "./evaluator.ts";
 import type { IceServer } from "./protocol.ts";
+import type { ResumeState } from "./resume.ts";
 
 export type WorkerState = "active" | "straggler" | "dropped" | "left";
 export type JobState = "waiting" | "running" | "paused" | "done" | "failed";
@@ -55,6 +56,10 @@ export interface JobOptions {
   /** Size each worker's minibatch to its measured speed (default on; coordinator/sizing.ts). */
   readonly workSizing?: boolean;
   readonly store: JobStore | null;
+  /** State read back from the store: the job resumes from its checkpoint (coordinator/resume.ts). */
+  readonly resume?: ResumeState;
+  /** Least ms between two model checkpoints (default 2000; 0: every upload). */
+  readonly checkpointIntervalMs?: number;
   readonly policy?: StragglerPolicy;
   /** Straggler drops (default on; `dropStragglers: false` only marks them). */
   readonly dropStragglers?: boolean;
@@ -164,7 +169,7 @@ export class JobRun {
   private readonly coverage: Set<number>[] = [new Set()];
   private readonly epochsDone: { epoch: number; t: number }[] = [];
   private readonly session = randomBytes(4).toString("hex");
-  private readonly views = new ViewBook();
+  private readonly views: ViewBook = new ViewBook();
   /** Workers that get the whole view at the next publication (joiners, `view-request`). */
   private readonly wantsFullView = new Set<string>();
   private viewTimer: ReturnType<typeof setTimeout> | null = null;
@@ -193,6 +198,10 @@ export class JobRun {
   private evalNext: { clock: number; params: Float32Array } | null = null;
   /** Last time each (reporter>peer) loss was logged. */
   private readonly peerLossReported = new Map<string, number>();
+  /** Durable state: this run's incarnation, the checkpoint it resumed from, the last one written. */
+  private readonly incarnation: number;
+  private readonly base: { clock: number; params: Float32Array; file: string } | null;
+  private lastCheckpoint: { clock: number; t: number } | null = null;
 
   constructor(opts: JobOptions) {
     this.opts = opts;
@@ -202,6 +211,28 @@ export class JobRun {
     this.evalRunner = opts.evaluator ?? inlineEvaluator(opts.job, opts.data.test);
     this.state = opts.minWorkers > 1 ? "waiting" : "running";
     if (opts.consistency.mode === "auto") this.auto = initialAutoState(opts.consistency.staleness, this.now());
+    const r = opts.resume;
+    this.incarnation = r?.incarnation ?? 1;
+    this.base = r?.checkpoint ?? null;
+    if (r) {
+      this.views = new ViewBook(r.epoch);
+      this.examplesTotal = r.checkpoint?.examples ?? 0;
+      this.nextWorker = r.nextWorker;
+      this.events.push(...r.events);
+      this.trainLoss.push(...r.trainLoss);
+      this.testSeries.push(...r.testSeries);
+      this.lossClock = this.base?.clock ?? -1;
+      if (r.checkpoint) {
+        this.coverage.splice(0, this.coverage.length, ...r.checkpoint.coverage.map((c) => new Set(c)));
+        if (this.coverage.length === 0) this.coverage.push(new Set());
+        this.epochsDone.push(...r.checkpoint.epochsDone);
+        this.latest = { clock: r.checkpoint.clock, params: r.checkpoint.params };
+        this.lastCheckpoint = { clock: r.checkpoint.clock, t: this.now() };
+      }
+    }
+    opts.store?.append({ k: "start", t: this.now(), incarnation: this.incarnation, job: this.job.name, parameters: this.job.parameters, seed: opts.seed });
+    if (this.base) this.event("resumed", undefined, `incarnation ${this.incarnation} from the checkpoint at clock ${this.base.clock}`);
+    else if (r && r.incarnation > 1) this.event("resumed", undefined, `incarnation ${this.incarnation} without a checkpoint: from the initial parameters`);
   }
 
   private log(line: string): void {
@@ -211,7 +242,7 @@ export class JobRun {
   private event(kind: string, worker?: string, detail?: string): void {
     const e: JobEvent = { t: this.now(), kind, ...(worker ? { worker } : {}), ...(detail ? { detail } : {}) };
     pushBounded(this.events, e, MAX_EVENTS);
-    this.opts.store?.append(e as unknown as Record<string, unknown>);
+    this.opts.store?.append({ k: "event", ...e });
     this.log(`${kind}${worker ? ` ${worker}` : ""}${detail ? `: ${detail}` : ""}`);
   }
 
@@ -269,6 +300,7 @@ export class JobRun {
       else if (delta !== null) w.send(delta);
     }
     this.wantsFullView.clear();
+    if (delta !== null) this.opts.store?.append({ k: "view", e: full.epoch });
   }
 
   /** Give each active worker a contiguous block of shards; tell those whose block changed. */
@@ -300,8 +332,11 @@ export class JobRun {
       this.lineages.delete(msg.rejoin);
     }
     const act = this.active();
-    const running = act.some((w) => w.clock > 0);
-    const startClock = running ? clockRange(act.map((w) => w.clock)).min : 0;
+    // After a restart every worker starts at the checkpoint's clock from its
+    // parameters (GET /api/checkpoint) until one has stepped beyond it.
+    const baseClock = this.base?.clock ?? 0;
+    const running = act.some((w) => w.clock > baseClock);
+    const startClock = running ? clockRange(act.map((w) => w.clock)).min : baseClock;
     const id = `w${this.nextWorker++}`;
     const rejoined = lineage !== undefined;
     lineage ??= { first: id, drops: 0, live: null };
@@ -371,6 +406,8 @@ export class JobRun {
       ...(this.opts.dataPlane ? { iceTransportPolicy: this.opts.dataPlane.iceTransportPolicy, meshMax: this.opts.dataPlane.meshMax } : {}),
       startClock,
       needsSnapshot: running,
+      incarnation: this.incarnation,
+      ...(this.base && !running ? { base: { clock: this.base.clock } } : {}),
     });
     if (rejoined) this.event("rejoined", id, `again (first joined as ${lineage.first})`);
     else this.event("joined", id, w.name || undefined);
@@ -581,6 +618,7 @@ export class JobRun {
     this.lossClock = max;
     const mean = act.reduce((s, w) => s + w.loss, 0) / act.length;
     pushBounded(this.trainLoss, [max, mean], MAX_SERIES);
+    this.opts.store?.append({ k: "loss", c: max, v: mean });
   }
 
   /** A binary message: the evaluator's replica. Returns an error text when rejected. */
@@ -592,6 +630,7 @@ export class JobRun {
     w.lastSeen = this.now();
     w.stalledAtSeen = this.stalledMs;
     const upload = { clock: r.value.clock, params: r.value.params };
+    this.maybeCheckpoint(upload.clock, upload.params);
     // Evaluation runs off the event loop (a worker thread) but shares the
     // machine's cores: keep it under ~10% of the time (at most once a second,
     // and ten times its own duration apart). While one runs, only the newest
@@ -616,6 +655,7 @@ export class JobRun {
         this.lastEvalMs = m.ms;
         this.lastEvalAt = this.now();
         pushBounded(this.testSeries, [clock, m.value], MAX_SERIES);
+        this.opts.store?.append({ k: "test", c: clock, v: m.value });
         if (!this.bestModel || clock >= this.bestModel.clock) this.bestModel = { clock, params };
         this.log(`clock ${clock}: test ${m.name} ${m.value.toFixed(4)}`);
         if (m.value >= this.opts.targetAccuracy && !this.finishing) {
@@ -675,18 +715,47 @@ export class JobRun {
   }
 
   private saveCheckpoint(): void {
-    if (!this.bestModel || !this.opts.store) return;
-    const body = new Uint8Array(encodeModelUpload(this.bestModel.clock, this.bestModel.params));
-    if (this.opts.store.checkpoint(this.bestModel.clock, body)) {
-      pushBounded(this.events, { t: this.now(), kind: "checkpoint", detail: `clock ${this.bestModel.clock}` }, MAX_EVENTS);
-    }
+    const m = this.newestModel();
+    if (m) this.maybeCheckpoint(m.clock, m.params, true);
   }
 
-  /** The latest evaluated model, in the /api/model layout. */
+  /**
+   * Write an uploaded replica as the job's checkpoint (at most every
+   * `checkpointIntervalMs`, or when `force`d at the end of the job).
+   */
+  private maybeCheckpoint(clock: number, params: Float32Array, force = false): void {
+    const store = this.opts.store;
+    if (!store) return;
+    const now = this.now();
+    const last = this.lastCheckpoint;
+    if (last && clock <= last.clock && !force) return;
+    if (!force && last && now - last.t < (this.opts.checkpointIntervalMs ?? 2000)) return;
+    const ok = store.checkpoint(clock, params, {
+      k: "ckpt",
+      t: now,
+      clock,
+      incarnation: this.incarnation,
+      examples: this.examplesProcessed(),
+      coverage: this.coverage.map((c) => [...c]),
+      epochsDone: this.epochsDone,
+    });
+    if (ok) this.lastCheckpoint = { clock, t: now };
+  }
+
+  private newestModel(): { clock: number; params: Float32Array } | null {
+    return this.latest && (!this.bestModel || this.latest.clock > this.bestModel.clock) ? this.latest : this.bestModel;
+  }
+
+  /** The latest uploaded model, in the /api/model layout. */
   model(): Uint8Array | null {
-    const m = this.latest && (!this.bestModel || this.latest.clock > this.bestModel.clock) ? this.latest : this.bestModel;
+    const m = this.newestModel();
     if (m) return new Uint8Array(encodeModelUpload(m.clock, m.params));
-    return this.opts.store?.readCheckpoint() ?? null;
+    return this.opts.store?.readCheckpoint(this.job.parameters) ?? null;
+  }
+
+  /** The checkpoint this run resumed from (every worker's starting point), in the /api/model layout. */
+  baseModel(): Uint8Array | null {
+    return this.base ? new Uint8Array(encodeModelUpload(this.base.clock, this.base.params)) : null;
   }
 
   /** The socket closed or the worker went silent: drop it from the view with a cut. */
@@ -890,6 +959,12 @@ export class JobRun {
       },
       events: this.events,
       lastEvalMsAgo: this.lastEvalAt ? now - this.lastEvalAt : null,
+      durable: {
+        incarnation: this.incarnation,
+        resumedFrom: this.base ? { clock: this.base.clock, file: this.base.file } : null,
+        checkpoint: this.lastCheckpoint,
+        healthy: this.opts.store?.healthy ?? false,
+      },
     };
   }
 }

@@ -4,7 +4,7 @@
  * URL, the console URL and the console token. Bad flags: one line, exit 2.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { JOBS } from "../client/jobs/registry.ts";
@@ -14,7 +14,8 @@ import { JobRun } from "./job.ts";
 import { threadEvaluator } from "./evaluator.ts";
 import { startServer, type GridRun, type RunningServer } from "./server.ts";
 import { MfRun } from "./mf/run.ts";
-import { JobStore } from "./state.ts";
+import { JobStore, StateMismatchError, openJobState } from "./state.ts";
+import type { Dataset } from "./data.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SOURCES = ["client", "shaders", "coordinator/console", "index.html", "selftest.html", "vite.config.ts", "package.json"];
@@ -40,7 +41,11 @@ export function ensureClientBuilt(log: (l: string) => void): void {
   if (r.status !== 0) throw new Error("vite build failed");
 }
 
-export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) => void): Promise<{ server: RunningServer; run: GridRun }> {
+export async function startCoordinator(
+  cfg: CoordinatorConfig,
+  log: (l: string) => void,
+  dataset?: Dataset,
+): Promise<{ server: RunningServer; run: GridRun }> {
   if (cfg.mf) {
     const run = new MfRun({ config: cfg.mf, minWorkers: cfg.minWorkers, store: new JobStore(cfg.stateDir, "default", log), log });
     const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: cfg.dist ?? join(ROOT, "dist"), run, log });
@@ -48,8 +53,15 @@ export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) 
   }
   const job = JOBS[cfg.job];
   if (!job) throw new UsageError(`unknown job ${cfg.job}`);
-  const data = loadMnist();
   const store = new JobStore(cfg.stateDir, "default", log);
+  let resume;
+  try {
+    resume = openJobState(store, job, cfg.fresh, log);
+  } catch (e) {
+    if (e instanceof StateMismatchError) throw new UsageError(e.message);
+    throw e;
+  }
+  const data = dataset ?? loadMnist();
   const run = new JobRun({
     job,
     data,
@@ -65,6 +77,8 @@ export async function startCoordinator(cfg: CoordinatorConfig, log: (l: string) 
     ...(cfg.optimizer !== null ? { optimizer: cfg.optimizer } : {}),
     workSizing: cfg.workSizing,
     store,
+    resume,
+    checkpointIntervalMs: cfg.checkpointIntervalMs,
     log,
     dropStragglers: cfg.dropStragglers,
     minEvalIntervalMs: cfg.evalIntervalMs,
@@ -93,7 +107,17 @@ async function main(): Promise<void> {
     process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${l}\n`);
   };
   if (cfg.build) ensureClientBuilt(log);
-  const { server, run } = await startCoordinator(cfg, log);
+  let started;
+  try {
+    started = await startCoordinator(cfg, log);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`grid: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const { server, run } = started;
   const mode = cfg.mf
     ? `model parallel, ${cfg.mf.problem.blocks} blocks`
     : cfg.consistency.mode === "ssp" ? `ssp, s=${cfg.consistency.staleness}` : cfg.consistency.mode;
@@ -116,7 +140,20 @@ async function main(): Promise<void> {
   process.on("SIGTERM", stop);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`grid: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(1);
-});
+/** Run as the entry point (not when a test imports `startCoordinator`). */
+function isEntry(): boolean {
+  const arg = process.argv[1];
+  if (arg === undefined) return false;
+  try {
+    return realpathSync(resolve(arg)) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntry()) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`grid: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });
+}

@@ -266,6 +266,17 @@ export const welcomeSchema = z.object({
   needsSnapshot: z.boolean(),
   /** Job `mf`: the problem, so the page generates its own ratings from the seed. */
   mf: z.lazy(() => mfProblemSchema).optional(),
+  /**
+   * The coordinator's run since its last restart (1 for a job never
+   * restarted). Nothing from another incarnation is valid in this one.
+   */
+  incarnation: nonNegInt.optional(),
+  /**
+   * The job resumed after a coordinator restart and nobody has stepped since:
+   * start from the checkpoint at GET /api/checkpoint, whose clock must be
+   * `base.clock` (= startClock), instead of the job's initial parameters.
+   */
+  base: z.object({ clock: nonNegInt }).optional(),
 });
 export type WelcomeMessage = z.infer<typeof welcomeSchema>;
 

@@ -28,6 +28,8 @@ export type GridRun = Pick<
   readonly job: { readonly name: string; readonly parameters: number };
   shard(id: number): ReturnType<JobRun["shard"]>;
   mount?(app: Express): void;
+  /** The checkpoint this run resumed from (GET /api/checkpoint), for jobs that resume. */
+  baseModel?(): Uint8Array | null;
 };
 
 export interface ServerOptions {
@@ -121,6 +123,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         "X-Grid-Parameters": String(run.job.parameters),
         "X-Grid-Layout": "u32 magic 'GMDL', u32 clock, f32[parameters] little-endian",
       })
+      .send(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+  });
+  app.get("/api/checkpoint", (_req, res) => {
+    const body = run.baseModel?.() ?? null;
+    if (!body) {
+      res.status(404).json({ error: "this run did not resume from a checkpoint" });
+      return;
+    }
+    res
+      .set({ "Content-Type": "application/octet-stream", "Cache-Control": "no-store" })
       .send(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
   });
   app.post("/api/control", express.json({ limit: "4kb" }), (req: Request, res: Response) => {

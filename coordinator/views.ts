@@ -31,6 +31,11 @@ export class ViewBook {
   private cutsById = new Map<string, number>();
   private current: ViewMessage | null = null;
 
+  /** `startEpoch`: the last epoch an earlier run of the job published (after a restart). */
+  constructor(startEpoch = 0) {
+    this.epochValue = startEpoch;
+  }
+
   get epoch(): number {
     return this.epochValue;
   }

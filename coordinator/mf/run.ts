@@ -141,7 +141,7 @@ export class MfRun {
     const e = { t: this.now(), kind, ...(worker ? { worker } : {}), ...(detail ? { detail } : {}) };
     this.events.push(e);
     if (this.events.length > MAX_EVENTS) this.events.shift();
-    this.opts.store?.append(e as unknown as Record<string, unknown>);
+    this.opts.store?.append({ k: "event", ...e });
     this.log(`${kind}${worker ? ` ${worker}` : ""}${detail ? `: ${detail}` : ""}`);
   }
 

@@ -50,15 +50,24 @@ export interface Status {
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
 
-export async function startCoordinatorProcess(flags: string[] = [], timeoutMs = 60_000): Promise<CoordinatorProcess> {
-  const stateDir = mkdtempSync(join(tmpdir(), "grid-state-"));
+/**
+ * `opts.stateDir` and `opts.port` restart a coordinator on the state and port
+ * of an earlier one (crash tests). The coordinator runs as one process (node
+ * with tsx's loader), so a signal reaches it and not a wrapper.
+ */
+export async function startCoordinatorProcess(
+  flags: string[] = [],
+  timeoutMs = 60_000,
+  opts: { stateDir?: string; port?: number } = {},
+): Promise<CoordinatorProcess> {
+  const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "grid-state-"));
   const token = "test-token-0123456789";
-  const tsx = join(ROOT, "node_modules", ".bin", "tsx");
   const child = spawn(
-    tsx,
+    process.execPath,
     [
+      "--import", "tsx",
       "coordinator/main.ts",
-      "--port", "0",
+      "--port", String(opts.port ?? 0),
       "--no-build",
       "--state-dir", stateDir,
       "--token", token,

@@ -1,0 +1,201 @@
+/**
+ * Durable coordinator state: the log read back after torn writes and garbage,
+ * two checkpoints with fallback, what a restart does with a finished or a
+ * different job, and a job that resumes from its checkpoint in-process.
+ */
+import { describe, expect, it } from "vitest";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { replayLog } from "../../coordinator/resume.ts";
+import { JobStore, StateMismatchError, decodeCheckpointFile, openJobState } from "../../coordinator/state.ts";
+import { JobRun } from "../../coordinator/job.ts";
+import { decodeModelUpload, encodeModelUpload, type ServerMessage } from "../../coordinator/protocol.ts";
+import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
+import { tinyDataset } from "../support/tiny-coordinator.ts";
+
+const P = mnistSoftmax.parameters;
+const tmp = (): string => mkdtempSync(join(tmpdir(), "grid-state-test-"));
+const filled = (v: number): Float32Array => new Float32Array(P).fill(v);
+const ckptRecord = (clock: number) => ({ k: "ckpt" as const, t: 1, clock, incarnation: 1, examples: clock * 8, coverage: [[0, 1]], epochsDone: [] });
+
+describe("the state log", () => {
+  it("skips a torn last line and unreadable lines, and says so", () => {
+    const lines = [
+      JSON.stringify({ k: "start", t: 1, incarnation: 3, job: "mnist-softmax", parameters: P, seed: 1 }),
+      JSON.stringify({ k: "event", t: 2, kind: "joined", worker: "w7" }),
+      "{not json",
+      JSON.stringify({ k: "loss", c: 5, v: "NaN" }),
+      JSON.stringify({ k: "view", e: 12 }),
+      JSON.stringify({ k: "loss", c: 6, v: 1.5 }),
+    ];
+    const r = replayLog(lines.join("\n") + "\n" + '{"k":"test","c":9,"v":0.');
+    expect(r.incarnation).toBe(3);
+    expect(r.nextWorker).toBe(8);
+    expect(r.epoch).toBe(12);
+    expect(r.trainLoss).toEqual([[6, 1.5]]);
+    expect(r.testSeries).toEqual([]);
+    expect(r.notes.join(" ")).toMatch(/torn last line/);
+    expect(r.notes.join(" ")).toMatch(/2 unreadable lines of the log \(first: line 3\)/);
+  });
+
+  it("cuts a torn tail off the file so the next record starts on its own line", () => {
+    const store = new JobStore(tmp(), "default", () => {});
+    store.append({ k: "view", e: 1 });
+    store.close();
+    appendFileSync(join(store.dir, "events.jsonl"), '{"k":"view","e":');
+    const loaded = store.load(P);
+    expect(loaded.notes.some((n) => /torn/.test(n))).toBe(true);
+    store.append({ k: "view", e: 2 });
+    store.close();
+    const again = replayLog(readFileSync(join(store.dir, "events.jsonl"), "utf8"));
+    expect(again.notes).toEqual([]);
+    expect(again.epoch).toBe(2);
+  });
+});
+
+describe("checkpoints", () => {
+  it("keeps two and falls back to the previous one when the newest is corrupt", () => {
+    const warned: string[] = [];
+    const store = new JobStore(tmp(), "default", (m) => warned.push(m));
+    expect(store.checkpoint(10, filled(10), ckptRecord(10))).toBe(true);
+    expect(store.checkpoint(20, filled(20), ckptRecord(20))).toBe(true);
+    expect(readdirSync(store.dir).sort()).toEqual(["events.jsonl", "model.bin", "model.prev.bin"]);
+    const body = new Uint8Array(readFileSync(join(store.dir, "model.bin")));
+    const ok = decodeCheckpointFile(body, P);
+    expect(typeof ok !== "string" && ok.clock).toBe(20);
+    // /api/model's layout plus a hash: a flipped byte is caught.
+    body[100] = (body[100] as number) ^ 0xff;
+    writeFileSync(join(store.dir, "model.bin"), body);
+    const loaded = store.load(P);
+    expect(loaded.model?.clock).toBe(10);
+    expect(loaded.model?.file).toBe("model.prev.bin");
+    expect(loaded.model?.params[0]).toBe(10);
+    expect(loaded.notes.join(" ")).toMatch(/model\.bin is unusable \(its checksum does not match\)/);
+    expect(existsSync(join(store.dir, "model.bad"))).toBe(true);
+    // The next checkpoint does not push the good previous one out for a bad one.
+    expect(store.checkpoint(30, filled(30), ckptRecord(30))).toBe(true);
+    const prev = decodeCheckpointFile(new Uint8Array(readFileSync(join(store.dir, "model.prev.bin"))), P);
+    expect(typeof prev !== "string" && prev.clock).toBe(10);
+    expect(warned).toEqual([]);
+  });
+
+  it("survives a truncated checkpoint and a left-over temporary file", () => {
+    const store = new JobStore(tmp(), "default", () => {});
+    store.checkpoint(4, filled(4), ckptRecord(4));
+    store.checkpoint(8, filled(8), ckptRecord(8));
+    const full = readFileSync(join(store.dir, "model.bin"));
+    writeFileSync(join(store.dir, "model.bin"), full.subarray(0, 1000));
+    writeFileSync(join(store.dir, "model.tmp"), full.subarray(0, 10));
+    const loaded = store.load(P);
+    expect(loaded.model?.clock).toBe(4);
+    expect(existsSync(join(store.dir, "model.tmp"))).toBe(false);
+    // Both gone: no model, but the directory still opens.
+    writeFileSync(join(store.dir, "model.prev.bin"), "garbage");
+    const none = store.load(P);
+    expect(none.model).toBeNull();
+    expect(none.log.checkpoints.map((c) => c.clock)).toEqual([4, 8]);
+  });
+});
+
+describe("opening the state of a new run", () => {
+  const job = { name: "mnist-softmax", parameters: P };
+
+  it("refuses another unfinished job, moves a finished one aside, and starts fresh on --fresh", () => {
+    const dir = tmp();
+    const a = new JobStore(dir, "default", () => {});
+    a.append({ k: "start", t: 1, incarnation: 1, job: "mnist-mlp", parameters: 203530, seed: 1 });
+    a.close();
+    expect(() => openJobState(new JobStore(dir, "default", () => {}), job, false, () => {})).toThrow(StateMismatchError);
+    const lines: string[] = [];
+    const r = openJobState(new JobStore(dir, "default", () => {}), job, true, (l) => lines.push(l));
+    expect(r.incarnation).toBe(1);
+    expect(lines.join("\n")).toMatch(/moved to .*default\..*\.fresh/);
+    expect(readdirSync(dir).some((f) => f.endsWith(".fresh"))).toBe(true);
+
+    const b = new JobStore(dir, "default", () => {});
+    b.append({ k: "start", t: 1, incarnation: 1, job: "mnist-softmax", parameters: P, seed: 1 });
+    b.checkpoint(50, filled(50), ckptRecord(50));
+    b.append({ k: "event", t: 2, kind: "done", detail: "target reached" });
+    b.close();
+    const fresh = openJobState(new JobStore(dir, "default", () => {}), job, false, () => {});
+    expect(fresh.checkpoint).toBeNull();
+    expect(readdirSync(dir).some((f) => f.endsWith(".done"))).toBe(true);
+  });
+});
+
+describe("a job that resumes", () => {
+  function fakeWorker(run: JobRun, name: string): { id: string; inbox: ServerMessage[] } {
+    const inbox: ServerMessage[] = [];
+    const r = run.join({ type: "join", name, backend: "cpu", kernel: "k", adapter: "a" }, (m) => inbox.push(m));
+    if (!r.ok) throw new Error(r.reason);
+    return { id: r.id, inbox };
+  }
+  const clock = (c: number) =>
+    ({ type: "clock", clock: c, minApplied: c, loss: 1, stepMs: 5, batch: 8, examples: c * 8, bytesIn: 0, bytesOut: 0, peers: 1 }) as const;
+
+  it("starts every worker of the next incarnation at the checkpoint, with its parameters, history and ids", () => {
+    const dir = tmp();
+    const data = tinyDataset();
+    let now = 1_000_000;
+    const opts = {
+      job: mnistSoftmax,
+      data,
+      consistency: { mode: "ssp" as const, staleness: 2 },
+      seed: 1,
+      maxClock: 0,
+      maxExamples: 0,
+      targetAccuracy: 0.99,
+      minWorkers: 1,
+      evalEvery: 5,
+      batch: 8,
+      learningRate: 0.1,
+      checkpointIntervalMs: 0,
+      minEvalIntervalMs: 0,
+      now: () => now,
+    };
+    const store1 = new JobStore(dir, "default", () => {});
+    const run1 = new JobRun({ ...opts, store: store1, resume: openJobState(store1, mnistSoftmax, false, () => {}) });
+    const a = fakeWorker(run1, "a");
+    const b = fakeWorker(run1, "b");
+    for (let c = 1; c <= 12; c++) {
+      now += 100;
+      run1.onMessage(a.id, clock(c));
+      run1.onMessage(b.id, clock(c));
+      if (c % 5 === 0) expect(run1.onBinary(a.id, new Uint8Array(encodeModelUpload(c, filled(c))))).toBeNull();
+    }
+    const st1 = run1.status() as { durable: { checkpoint: { clock: number } | null; incarnation: number } };
+    expect(st1.durable.incarnation).toBe(1);
+    expect(st1.durable.checkpoint?.clock).toBe(10);
+    store1.close(); // the process dies here
+
+    const lines: string[] = [];
+    const store2 = new JobStore(dir, "default", () => {});
+    const run2 = new JobRun({ ...opts, store: store2, resume: openJobState(store2, mnistSoftmax, false, (l) => lines.push(l)) });
+    expect(lines.join("\n")).toMatch(/resuming the job from its checkpoint at clock 10 \(model\.bin\), incarnation 2/);
+    const c = fakeWorker(run2, "c");
+    const welcome = c.inbox.find((m) => m.type === "welcome");
+    expect(welcome).toMatchObject({ type: "welcome", workerId: "w3", startClock: 10, needsSnapshot: false, incarnation: 2, base: { clock: 10 } });
+    const base = decodeModelUpload(run2.baseModel() ?? new Uint8Array(0), P);
+    expect(base.ok && base.value.clock).toBe(10);
+    expect(base.ok && base.value.params[7]).toBe(10);
+    const st2 = run2.status() as {
+      durable: { incarnation: number; resumedFrom: { clock: number } | null };
+      examples: number;
+      view: { epoch: number };
+      metrics: { trainLoss: [number, number][]; test: { series: [number, number][] } };
+      events: { kind: string }[];
+    };
+    expect(st2.durable).toMatchObject({ incarnation: 2, resumedFrom: { clock: 10 } });
+    // History up to the checkpoint survives; what came after it went with the lost model.
+    expect(Math.max(...st2.metrics.trainLoss.map(([x]) => x))).toBe(10);
+    expect(st2.metrics.test.series.map(([x]) => x)).toEqual([5, 10]);
+    expect(st2.examples).toBeGreaterThanOrEqual(2 * 10 * 8);
+    expect(st2.view.epoch).toBeGreaterThan(2);
+    expect(st2.events.map((e) => e.kind)).toEqual(expect.arrayContaining(["joined", "resumed"]));
+    // A second joiner before anyone stepped also starts from the checkpoint.
+    const d = fakeWorker(run2, "d");
+    expect(d.inbox.find((m) => m.type === "welcome")).toMatchObject({ startClock: 10, base: { clock: 10 } });
+    store2.close();
+  });
+});
