@@ -134,7 +134,7 @@ describe("a job that resumes", () => {
   const clock = (c: number) =>
     ({ type: "clock", clock: c, minApplied: c, loss: 1, stepMs: 5, batch: 8, examples: c * 8, bytesIn: 0, bytesOut: 0, peers: 1 }) as const;
 
-  it("starts every worker of the next incarnation at the checkpoint, with its parameters, history and ids", () => {
+  it("starts every worker of the next incarnation at the checkpoint, with its parameters, history and ids", async () => {
     const dir = tmp();
     const data = tinyDataset();
     let now = 1_000_000;
@@ -162,7 +162,10 @@ describe("a job that resumes", () => {
       now += 100;
       run1.onMessage(a.id, clock(c));
       run1.onMessage(b.id, clock(c));
-      if (c % 5 === 0) expect(run1.onBinary(a.id, new Uint8Array(encodeModelUpload(c, filled(c))))).toBeNull();
+      if (c % 5 === 0) {
+        expect(run1.onBinary(a.id, new Uint8Array(encodeModelUpload(c, filled(c))))).toBeNull();
+        await new Promise((r) => setTimeout(r, 0)); // the evaluation answers asynchronously
+      }
     }
     const st1 = run1.status() as { durable: { checkpoint: { clock: number } | null; incarnation: number } };
     expect(st1.durable.incarnation).toBe(1);
