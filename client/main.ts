@@ -212,6 +212,14 @@ async function main(): Promise<void> {
     const w = m.welcome;
     switch (msg.type) {
       case FrameType.UPDATE: {
+        // Checked before it is forwarded: a malformed update stops here and is
+        // counted against the peer that sent it, not against this forwarder.
+        const d = decodeUpdate(msg.encoding, msg.payload, w.job.parameters);
+        if (!d.ok) {
+          log(`dropped an update from ${m.peerOf.get(fromPeer) ?? fromPeer}: ${d.reason}`);
+          m.transport.malformed(fromPeer, d.reason);
+          return;
+        }
         // Overlay: pass it down the author's broadcast tree, once per (worker, clock).
         if (m.seen.mark(msg.sender, msg.clock)) {
           for (const child of m.topology.forwardTo(msg.sender, num(w.workerId))) {
@@ -220,12 +228,6 @@ async function main(): Promise<void> {
             void m.transport.send(p, FrameType.UPDATE, msg.sender, msg.clock, msg.payload, msg.encoding);
             pageState.forwarded++;
           }
-        }
-        const d = decodeUpdate(msg.encoding, msg.payload, w.job.parameters);
-        if (!d.ok) {
-          log(`dropped an update from ${m.peerOf.get(fromPeer) ?? fromPeer}: ${d.reason}`);
-          m.transport.malformed(fromPeer, d.reason);
-          return;
         }
         const buf = d.value.buffer as ArrayBuffer;
         void worker.receive(`w${msg.sender}`, msg.clock, Comlink.transfer(buf, [buf]));
