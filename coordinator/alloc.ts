@@ -52,6 +52,13 @@ export interface AllocateOptions {
 export type Assignment = Map<string, string | null>;
 
 /**
+ * A move must beat the margin by more than float noise: totals are running
+ * sums, so a move exactly at the margin would otherwise be taken or not
+ * depending on the order of earlier additions (and a settled grid would move).
+ */
+const GAIN_EPSILON = 1e-9;
+
+/**
  * Normalized rate of each volunteer on each job: its examples per second
  * over the median measured on that job, so jobs of very different cost per
  * example are compared in "median volunteers". A rate not measured yet is
@@ -166,7 +173,7 @@ export function allocate(jobs: readonly JobDemand[], volunteers: readonly Volunt
         for (const v of members.get(a.id) as string[]) {
           const after = Math.min((total.get(a.id)! - r(v, a.id)) / a.weight, (total.get(b.id)! + r(v, b.id)) / b.weight);
           const gain = after - before;
-          if (gain > margin * Math.max(before, 1e-12) && (!best || gain > best.gain)) best = { v, from: a.id, to: b.id, gain };
+          if (gain > margin * Math.max(before, 1e-12) + GAIN_EPSILON && (!best || gain > best.gain)) best = { v, from: a.id, to: b.id, gain };
         }
       }
     }
