@@ -18,6 +18,7 @@ import {
   type DropReason,
   type Digest,
   type JoinMessage,
+  type RejectCode,
   type ServerMessage,
   type ViewMember,
 } from "./protocol.ts";
@@ -125,6 +126,8 @@ interface WorkerRecord {
   /** This volunteer across its memberships (same credential chain). */
   readonly lineage: Lineage;
   dropReason: string | null;
+  /** Messages of this worker the coordinator rejected, by reason code. */
+  rejected: Partial<Record<RejectCode, number>>;
 }
 
 /** What the coordinator remembers of a volunteer across memberships. */
@@ -380,6 +383,7 @@ export class JobRun {
       minApplied: 0,
       lineage,
       dropReason: null,
+      rejected: {},
     };
     lineage.live = id;
     this.workers.set(id, w);
@@ -874,6 +878,12 @@ export class JobRun {
     return true;
   }
 
+  /** A message of this worker was rejected (the server drops it past a threshold). */
+  countRejection(id: string, code: RejectCode): void {
+    const w = this.workers.get(id);
+    if (w) w.rejected[code] = (w.rejected[code] ?? 0) + 1;
+  }
+
   /** Record that every example of `shard` was processed once more. */
   private cover(shard: number): void {
     if (!this.opts.data.shards[shard]) return;
@@ -952,6 +962,7 @@ export class JobRun {
           syncing: w.syncing,
           lineage: w.lineage.first,
           dropReason: w.dropReason,
+          rejected: w.rejected,
         })),
       metrics: {
         trainLoss: this.trainLoss,

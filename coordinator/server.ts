@@ -13,9 +13,10 @@ import express, { type Express, type Request, type Response } from "express";
 import { WebSocketServer, type WebSocket, type RawData } from "ws";
 import { ExpressPeerServer } from "peer";
 import { z } from "zod";
-import { CONSISTENCY_MODES, MAX_CONTROL_MESSAGE_BYTES, parseClientMessage, type ServerMessage } from "./protocol.ts";
+import { CONSISTENCY_MODES, MAX_CONTROL_MESSAGE_BYTES, parseClientMessage, type RejectCode, type ServerMessage } from "./protocol.ts";
 import type { JobRun } from "./job.ts";
 import { attachStatusStream } from "./push.ts";
+import { CONTROL_RATE, RejectionBook, TokenBucket } from "./ratelimit.ts";
 
 /**
  * What the server needs of a job's run: JobRun (data-parallel jobs) or
@@ -28,6 +29,8 @@ export type GridRun = Pick<
   readonly job: { readonly name: string; readonly parameters: number };
   shard(id: number): ReturnType<JobRun["shard"]>;
   mount?(app: Express): void;
+  /** Count a rejected message of a joined worker (per code, in the status). */
+  countRejection?(id: string, code: RejectCode): void;
   /** The checkpoint this run resumed from (GET /api/checkpoint), for jobs that resume. */
   baseModel?(): Uint8Array | null;
 };
@@ -47,8 +50,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Rejected messages after which a control connection is closed. */
-const MAX_REJECTS_PER_CONNECTION = 20;
 const TICK_MS = 500;
 
 const controlSchema = z.discriminatedUnion("action", [
@@ -207,17 +208,29 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   controlWss.on("connection", (ws: WebSocket) => {
     let workerId: string | null = null;
-    let rejects = 0;
+    // Per connection: a token bucket against floods, rejections by code; past
+    // MAX_REJECTIONS the sender is dropped as misbehaving and the socket closed.
+    const rejections = new RejectionBook<RejectCode>();
+    const bucket = new TokenBucket(CONTROL_RATE.perSecond, CONTROL_RATE.burst);
+    let closing = false;
     const send = (m: ServerMessage): void => {
       if (ws.readyState === ws.OPEN) ws.send(serialize(m), { binary: false });
     };
-    const reject = (code: Parameters<typeof rejectMessage>[0], message: string): void => {
-      rejects++;
+    const reject = (code: RejectCode, message: string): void => {
+      if (workerId !== null) run.countRejection?.(workerId, code);
       send(rejectMessage(code, message));
-      if (rejects > MAX_REJECTS_PER_CONNECTION) ws.close(1008, "too many rejected messages");
+      if (!rejections.add(code)) return;
+      closing = true;
+      if (workerId !== null) run.drop(workerId, "misbehaving", `${rejections.total} rejected messages`, null);
+      ws.close(1008, "too many rejected messages");
     };
     ws.on("error", () => {});
     ws.on("message", (data: RawData, isBinary: boolean) => {
+      if (closing) return;
+      if (!bucket.take()) {
+        reject("rate-limited", `more than ${CONTROL_RATE.perSecond} messages a second`);
+        return;
+      }
       const buf = rawToBuffer(data);
       if (isBinary) {
         if (workerId === null) {

@@ -21,6 +21,7 @@ import {
   type RejectReason,
 } from "./frames.ts";
 import type { UpdateRejectReason } from "../compress.ts";
+import { PEER_FRAMES, TokenBucket } from "../../coordinator/ratelimit.ts";
 
 export interface TransportOptions {
   /** The coordinator's origin, e.g. http://127.0.0.1:8080. */
@@ -73,7 +74,7 @@ export class PeerTransport {
   private lastBeat = 0;
   bytesIn = 0;
   bytesOut = 0;
-  readonly rejected = new Map<RejectReason | UpdateRejectReason | "send-failed", number>();
+  readonly rejected = new Map<RejectReason | UpdateRejectReason | "send-failed" | "rate-limited", number>();
   readonly opened: Promise<void>;
 
   constructor(private readonly opts: TransportOptions) {
@@ -186,7 +187,7 @@ export class PeerTransport {
     }, 1000);
   }
 
-  private count(reason: RejectReason | UpdateRejectReason | "send-failed"): void {
+  private count(reason: RejectReason | UpdateRejectReason | "send-failed" | "rate-limited"): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
   }
 
@@ -252,7 +253,7 @@ export interface FramedChannelOptions {
   readonly maxMessageBytes: number;
   readonly ids: MessageIdSource;
   readonly onMessage: (msg: ReceivedMessage) => void;
-  readonly onReject: (reason: RejectReason | "send-failed") => void;
+  readonly onReject: (reason: RejectReason | "send-failed" | "rate-limited") => void;
   readonly onBytes?: (direction: "in" | "out", bytes: number) => void;
   readonly log: (line: string) => void;
 }
@@ -267,6 +268,8 @@ export interface FramedChannelOptions {
 export class FramedChannel {
   private chain: Promise<void> = Promise.resolve();
   private readonly reassembler: Reassembler;
+  /** Frames a peer may send: far above any real traffic, it only cuts floods off (counted as rejects). */
+  private readonly bucket = new TokenBucket(PEER_FRAMES.perSecond, PEER_FRAMES.burst);
   private closed = false;
   rejects = 0;
 
@@ -302,6 +305,11 @@ export class FramedChannel {
   }
 
   receive(data: unknown): void {
+    if (!this.bucket.take()) {
+      this.opts.onReject("rate-limited");
+      this.rejects++;
+      return;
+    }
     if (!(data instanceof ArrayBuffer)) {
       this.opts.onReject("not-binary");
       this.rejects++;

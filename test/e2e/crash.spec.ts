@@ -56,8 +56,11 @@ test("pages reconnect after a kill -9 of the coordinator and the job resumes fro
   const resumedAt = done.durable.resumedFrom?.clock ?? -1;
   expect(resumedAt).toBeGreaterThanOrEqual(acked);
   expect(done.events.some((e) => e.kind === "resumed")).toBe(true);
-  // History from before the crash is kept (test metrics up to the checkpoint).
-  expect(done.metrics.test.series.some(([c]) => c <= resumedAt)).toBe(true);
+  // History from before the crash is kept: what the status showed up to the checkpoint's clock.
+  const keptLoss = before.metrics.trainLoss.filter(([c]) => c <= resumedAt);
+  expect(keptLoss.length).toBeGreaterThan(0);
+  for (const point of keptLoss) expect(done.metrics.trainLoss).toContainEqual(point);
+  for (const point of before.metrics.test.series.filter(([c]) => c <= resumedAt)) expect(done.metrics.test.series).toContainEqual(point);
   expect(Math.max(...done.metrics.test.series.map(([, v]) => v))).toBeGreaterThanOrEqual(0.9);
   // The pages rejoined on their own as new workers of this incarnation, started at the checkpoint.
   const active = done.workers.filter((w) => w.state === "active");
