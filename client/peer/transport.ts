@@ -133,8 +133,10 @@ export class PeerTransport {
   }
 
   private dial(peerId: string): void {
-    const conn = this.peer.connect(peerId, { reliable: true, serialization: "raw" });
-    this.adopt(conn);
+    // PeerJS returns no connection once this peer is destroyed or cut from signaling.
+    if (this.peer.destroyed || this.peer.disconnected) return;
+    const conn = this.peer.connect(peerId, { reliable: true, serialization: "raw" }) as DataConnection | undefined;
+    if (conn) this.adopt(conn);
   }
 
   private adopt(conn: DataConnection): void {
