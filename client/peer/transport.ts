@@ -94,24 +94,6 @@ export class PeerTransport {
       this.peer.once("error", (e) => reject(e instanceof Error ? e : new Error(String(e))));
     });
     this.peer.on("connection", (conn) => this.adopt(conn));
-    // Cut from signaling (the coordinator restarted, a network blip): open links
-    // keep working; reconnect with back-off so new links can be made again.
-    let backoff = 1000;
-    this.peer.on("disconnected", () => {
-      const retry = (): void => {
-        if (this.peer.destroyed || !this.peer.disconnected) return;
-        this.peer.reconnect();
-        backoff = Math.min(backoff * 2, 30_000);
-        setTimeout(retry, backoff);
-      };
-      setTimeout(retry, backoff);
-    });
-    this.peer.on("open", () => {
-      backoff = 1000;
-      for (const [peerId, num] of this.wanted) {
-        if (peerId !== this.opts.peerId && !this.links.has(peerId) && num < this.opts.selfNumber) this.dial(peerId);
-      }
-    });
     this.peer.on("error", (e) => {
       // "peer-unavailable" (dialed before the other side registered) is retried
       // by the open timeout below; everything else is logged.
