@@ -15,8 +15,7 @@ import { JobRun } from "../../coordinator/job.ts";
 import { startServer, type RunningServer } from "../../coordinator/server.ts";
 import { JobStore } from "../../coordinator/state.ts";
 import { parseServerMessage, type ServerMessage } from "../../coordinator/protocol.ts";
-import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
-import { tinyDataset } from "../support/tiny-coordinator.ts";
+import { tinyJobOptions } from "../support/tiny-run.ts";
 import { TokenBucket } from "../../coordinator/ratelimit.ts";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
@@ -42,20 +41,7 @@ describe("auth and misbehaving senders", () => {
   let run: JobRun;
 
   beforeAll(async () => {
-    run = new JobRun({
-      job: mnistSoftmax,
-      data: tinyDataset(),
-      consistency: { mode: "ssp", staleness: 2 },
-      seed: 1,
-      maxClock: 0,
-      maxExamples: 0,
-      targetAccuracy: 0.99,
-      minWorkers: 1,
-      evalEvery: 5,
-      batch: 8,
-      learningRate: 0.1,
-      store: new JobStore(mkdtempSync(join(tmpdir(), "grid-auth-")), "default", () => {}),
-    });
+    run = new JobRun(tinyJobOptions({ store: new JobStore(mkdtempSync(join(tmpdir(), "grid-auth-")), "default", () => {}) }));
     server = await startServer({ host: "127.0.0.1", port: 0, token, distDir: join(ROOT, "dist"), run });
   });
   afterAll(async () => {

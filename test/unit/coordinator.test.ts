@@ -2,6 +2,7 @@
  * The coordinator against bad input: flags, malformed control messages, the
  * console token. Runs a real server on loopback with a tiny synthetic dataset.
  */
+import { tinyJobOptions } from "../support/tiny-run.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
@@ -9,24 +10,13 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import WebSocket from "ws";
 import { parseCoordinatorArgs, UsageError } from "../../coordinator/cli.ts";
-import { makeShards, type Dataset, type ImageSet } from "../../coordinator/data.ts";
 import { JobRun } from "../../coordinator/job.ts";
 import { startServer, type RunningServer } from "../../coordinator/server.ts";
 import { JobStore } from "../../coordinator/state.ts";
-import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
 import { encodeModelUpload, parseServerMessage, type ServerMessage } from "../../coordinator/protocol.ts";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
 
-function tinySet(count: number): ImageSet {
-  const pixels = new Uint8Array(count * 784);
-  const labels = new Uint8Array(count);
-  for (let n = 0; n < count; n++) {
-    labels[n] = n % 10;
-    pixels[n * 784 + (n % 10)] = 255;
-  }
-  return { count, pixelsPerImage: 784, pixels, labels };
-}
 
 describe("coordinator flags", () => {
   it("rejects unknown and invalid flags with one line", () => {
@@ -66,22 +56,7 @@ describe("coordinator server", () => {
   const token = "unit-test-token-123";
 
   beforeAll(async () => {
-    const train = tinySet(200);
-    const data: Dataset = { train, test: tinySet(50), shards: makeShards(train, 50) };
-    run = new JobRun({
-      job: mnistSoftmax,
-      data,
-      consistency: { mode: "ssp", staleness: 2 },
-      seed: 1,
-      maxClock: 0,
-      maxExamples: 0,
-      targetAccuracy: 0.99,
-      minWorkers: 1,
-      evalEvery: 5,
-      batch: 8,
-      learningRate: 0.1,
-      store: new JobStore(mkdtempSync(join(tmpdir(), "grid-unit-")), "default", () => {}),
-    });
+    run = new JobRun(tinyJobOptions({ store: new JobStore(mkdtempSync(join(tmpdir(), "grid-unit-")), "default", () => {}) }));
     server = await startServer({ host: "127.0.0.1", port: 0, token, distDir: join(ROOT, "dist"), run });
   });
 

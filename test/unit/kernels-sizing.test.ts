@@ -1,9 +1,8 @@
+import { tinyDataset, tinyJobOptions } from "../support/tiny-run.ts";
 import { describe, expect, it } from "vitest";
 import { sizeBatches, type SizingSample } from "../../coordinator/sizing.ts";
-import { makeShards, type Dataset, type ImageSet } from "../../coordinator/data.ts";
 import { JobRun } from "../../coordinator/job.ts";
 import type { ServerMessage } from "../../coordinator/protocol.ts";
-import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
 
 const at = (id: string, batch: number, perExampleMs: number): SizingSample => ({ id, batch, computeMs: perExampleMs * batch });
 
@@ -73,28 +72,8 @@ describe("work sizing", () => {
 });
 
 describe("work sizing in the coordinator", () => {
-  function tinySet(count: number): ImageSet {
-    return { count, pixelsPerImage: 784, pixels: new Uint8Array(count * 784), labels: new Uint8Array(count) };
-  }
   function makeRun(workSizing: boolean, clock: { t: number }): JobRun {
-    const train = tinySet(200);
-    const data: Dataset = { train, test: tinySet(10), shards: makeShards(train, 50) };
-    return new JobRun({
-      job: mnistSoftmax,
-      data,
-      consistency: { mode: "ssp", staleness: 2 },
-      seed: 1,
-      maxClock: 0,
-      maxExamples: 0,
-      targetAccuracy: 0.99,
-      minWorkers: 1,
-      evalEvery: 1000,
-      batch: 64,
-      learningRate: 0.1,
-      store: null,
-      workSizing,
-      now: () => clock.t,
-    });
+    return new JobRun(tinyJobOptions({ data: tinyDataset(10), evalEvery: 1000, batch: 64, workSizing, now: () => clock.t }));
   }
   /** Two workers report steps at 64 rows for a few seconds: w1 computes 3× faster than w2. */
   function drive(run: JobRun, clock: { t: number }): Map<string, (number | undefined)[]> {

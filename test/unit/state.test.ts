@@ -12,7 +12,7 @@ import { JobStore, StateMismatchError, decodeCheckpointFile, openJobState } from
 import { JobRun } from "../../coordinator/job.ts";
 import { decodeModelUpload, encodeModelUpload, type ServerMessage } from "../../coordinator/protocol.ts";
 import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
-import { tinyDataset } from "../support/tiny-coordinator.ts";
+import { tinyDataset } from "../support/tiny-run.ts";
 
 const P = mnistSoftmax.parameters;
 const tmp = (): string => mkdtempSync(join(tmpdir(), "grid-state-test-"));

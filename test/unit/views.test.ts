@@ -4,12 +4,11 @@
  * publishes one epoch per batch window, the whole view to joiners and deltas
  * to everyone else.
  */
+import { tinyDataset, tinyJobOptions } from "../support/tiny-run.ts";
 import { describe, expect, it, vi, afterEach } from "vitest";
 import fc from "fast-check";
 import { applyViewDelta, ViewBook, type ViewContent } from "../../coordinator/views.ts";
 import { JobRun, type JobOptions } from "../../coordinator/job.ts";
-import { makeShards, type Dataset, type ImageSet } from "../../coordinator/data.ts";
-import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
 import { parseServerMessage, type ServerMessage, type ViewMessage } from "../../coordinator/protocol.ts";
 
 type Op =
@@ -104,31 +103,8 @@ describe("delta views", () => {
   });
 });
 
-function tinySet(count: number): ImageSet {
-  const pixels = new Uint8Array(count * 784);
-  const labels = new Uint8Array(count);
-  for (let n = 0; n < count; n++) labels[n] = n % 10;
-  return { count, pixelsPerImage: 784, pixels, labels };
-}
-
 function newRun(extra: Partial<JobOptions>): JobRun {
-  const train = tinySet(200);
-  const data: Dataset = { train, test: tinySet(20), shards: makeShards(train, 20) };
-  return new JobRun({
-    job: mnistSoftmax,
-    data,
-    consistency: { mode: "ssp", staleness: 2 },
-    seed: 1,
-    maxClock: 0,
-    maxExamples: 0,
-    targetAccuracy: 0.99,
-    minWorkers: 1,
-    evalEvery: 5,
-    batch: 8,
-    learningRate: 0.1,
-    store: null,
-    ...extra,
-  });
+  return new JobRun(tinyJobOptions({ data: tinyDataset(20, 20), ...extra }));
 }
 
 const joinMsg = { type: "join", backend: "cpu", kernel: "k", adapter: "a" } as const;
