@@ -10,34 +10,6 @@
 override WG_X: u32 = 16u;
 override WG_Y: u32 = 16u;
 
-struct Mm {
-  M: u32,
-  N: u32,
-  K: u32,
-  rowStart: u32,
-  rows: u32,
-  alpha: f32,
-  // Element strides: op(A)[i][p] = a[i·sAi + p·sAk], op(B)[p][j] = b[p·sBk + j·sBn]
-  // (row-major A: sAi = K, sAk = 1; stored transposed: sAi = 1, sAk = M; same for B).
-  sAi: u32,
-  sAk: u32,
-  sBk: u32,
-  sBn: u32,
-}
-
-@group(0) @binding(0) var<uniform> u: Mm;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-
-fn loadA(i: u32, p: u32) -> f32 {
-  return a[i * u.sAi + p * u.sAk];
-}
-
-fn loadB(p: u32, j: u32) -> f32 {
-  return b[p * u.sBk + j * u.sBn];
-}
-
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let j = gid.x;

@@ -11,36 +11,8 @@
 override TILE: u32 = 32u;
 override KT: u32 = 16u;
 
-struct Mm {
-  M: u32,
-  N: u32,
-  K: u32,
-  rowStart: u32,
-  rows: u32,
-  alpha: f32,
-  // Element strides: op(A)[i][p] = a[i·sAi + p·sAk], op(B)[p][j] = b[p·sBk + j·sBn]
-  // (row-major A: sAi = K, sAk = 1; stored transposed: sAi = 1, sAk = M; same for B).
-  sAi: u32,
-  sAk: u32,
-  sBk: u32,
-  sBn: u32,
-}
-
-@group(0) @binding(0) var<uniform> u: Mm;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-
 var<workgroup> As: array<f32, TILE * KT>;
 var<workgroup> Bs: array<f32, KT * TILE>;
-
-fn loadA(i: u32, p: u32) -> f32 {
-  return a[i * u.sAi + p * u.sAk];
-}
-
-fn loadB(p: u32, j: u32) -> f32 {
-  return b[p * u.sBk + j * u.sBn];
-}
 
 @compute @workgroup_size(TILE / 4u, TILE / 4u)
 fn main(

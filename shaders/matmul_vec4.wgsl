@@ -11,30 +11,6 @@
 override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
 
-struct Mm {
-  M: u32,
-  N: u32,
-  K: u32,
-  rowStart: u32,
-  rows: u32,
-  alpha: f32,
-  // Element strides: op(A)[i][p] = a[i·sAi + p·sAk], op(B)[p][j] = b[p·sBk + j·sBn]
-  // (row-major A: sAi = K, sAk = 1; stored transposed: sAi = 1, sAk = M; same for B).
-  sAi: u32,
-  sAk: u32,
-  sBk: u32,
-  sBn: u32,
-}
-
-@group(0) @binding(0) var<uniform> u: Mm;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-
-fn loadA(i: u32, p: u32) -> f32 {
-  return a[i * u.sAi + p * u.sAk];
-}
-
 fn loadB4(p: u32, j: vec4<u32>) -> vec4<f32> {
   let base = p * u.sBk;
   let o = j * u.sBn;

@@ -8,6 +8,7 @@
 import matmulNaive from "../../shaders/matmul_naive.wgsl?raw";
 import matmulVec4 from "../../shaders/matmul_vec4.wgsl?raw";
 import matmulTiled from "../../shaders/matmul_tiled.wgsl?raw";
+import matmulCommon from "../../shaders/matmul_common.wgsl?raw";
 import biasAct from "../../shaders/bias_act.wgsl?raw";
 import reluBackward from "../../shaders/relu_backward.wgsl?raw";
 import softmaxXent from "../../shaders/softmax_xent.wgsl?raw";
@@ -47,7 +48,8 @@ export const MATMUL_TILE: Readonly<Record<MatmulStrategy, { rows: number; cols: 
   tiled: { rows: 32, cols: 32 },
 };
 
-const mm = (name: string, code: string): KernelDef => ({ name, code, uniform: "matmul", storage: ["a", "b", "c"], outputs: 1 });
+/** A matmul strategy: its own source after the uniform block, bindings and loads all strategies share. */
+const mm = (name: string, code: string): KernelDef => ({ name, code: `${matmulCommon}\n${code}`, uniform: "matmul", storage: ["a", "b", "c"], outputs: 1 });
 
 export const KERNELS = {
   matmul_naive: mm("matmul_naive", matmulNaive),
