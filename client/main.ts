@@ -3,7 +3,7 @@
  * the training worker (comlink), carries updates between the worker and the
  * peers (RTCPeerConnection exists only in pages, not in workers), and shows
  * what it is doing. URL parameters: ?coordinator=URL ?backend=webgpu|cpu
- * ?slowdown=F ?name=LABEL.
+ * ?slowdown=F ?steptime=MS ?name=LABEL (pacing: client/pace.ts).
  *
  * One page lives through several memberships: a drop (straggler, pause) or a
  * lost coordinator connection ends one; the page joins again with its
@@ -35,13 +35,13 @@ import { buildTopology, DEFAULT_MESH_MAX, SeenClocks, type Topology } from "./pe
 import type { TrainingWorkerApi, WorkerReport } from "./worker.ts";
 import { PageView } from "./ui.ts";
 import { runMfPage } from "./mf/page.ts";
+import { paceFromParams } from "./pace.ts";
 
 const params = new URLSearchParams(location.search);
 const coordinator = (params.get("coordinator") ?? location.origin).replace(/\/+$/, "");
 const forced = params.get("backend");
 const backendParam = forced === "webgpu" || forced === "cpu" ? forced : null;
-const slowdownRaw = Number(params.get("slowdown") ?? "1");
-const slowdown = Number.isFinite(slowdownRaw) && slowdownRaw >= 1 ? slowdownRaw : 1;
+const pace = paceFromParams(params);
 const name = (params.get("name") ?? "").slice(0, 60);
 
 const ui = new PageView(document);
@@ -477,7 +477,7 @@ async function main(): Promise<void> {
         if (!m.started) {
           m.started = true;
           ui.setState("training");
-          void worker.start(coordinator, m.welcome, full, slowdown, proxied);
+          void worker.start(coordinator, m.welcome, full, pace, proxied);
         } else {
           void worker.setView(full);
         }

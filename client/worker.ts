@@ -12,6 +12,7 @@ import { yieldToEventLoop, type SoftmaxBackend } from "./gpu/backend.ts";
 import type { Encoding } from "./peer/frames.ts";
 import { selectBackend } from "./gpu/select.ts";
 import { JOBS } from "./jobs/registry.ts";
+import { idleAfterStep, NO_PACE, type Pace } from "./pace.ts";
 import { optimizerByName, type Optimizer } from "./jobs/optimizers.ts";
 import type { JobDefinition } from "./jobs/job.ts";
 import { Replica, type ReceiveResult } from "./replica.ts";
@@ -102,7 +103,7 @@ class TrainingWorker {
   /** The minibatch work sizing asked for (null: the job's). */
   private sizedBatch: number | null = null;
   private baseStepMs = 0;
-  private slowdown = 1;
+  private pace: Pace = NO_PACE;
   private lastReport = 0;
   /** Incremented by every start() and stop(): a loop of an older generation exits. */
   private generation = 0;
@@ -140,7 +141,7 @@ class TrainingWorker {
    * Begin a membership (a welcome and its first view). Any earlier membership's
    * loop stops; shards already loaded are kept.
    */
-  start(base: string, welcome: WelcomeMessage, view: ViewMessage, slowdown: number, cb: WorkerCallbacks): void {
+  start(base: string, welcome: WelcomeMessage, view: ViewMessage, pace: Pace, cb: WorkerCallbacks): void {
     const job = JOBS[welcome.job.name];
     if (!job) throw new Error(`unknown job ${welcome.job.name}`);
     const gen = ++this.generation;
@@ -149,7 +150,7 @@ class TrainingWorker {
     this.base = base;
     this.welcome = welcome;
     this.cb = cb;
-    this.slowdown = Math.max(1, slowdown);
+    this.pace = pace;
     this.finishing = false;
     this.sizedBatch = null;
     this.drainTarget = null;
@@ -506,9 +507,8 @@ class TrainingWorker {
         const p = r.params.slice().buffer;
         cb.model(clock, Comlink.transfer(p, [p]));
       }
-      // ?slowdown=F: a fixed extra delay per step, (F - 1) × the step time measured at join.
-      let idle = this.slowdown > 1 ? (this.slowdown - 1) * this.baseStepMs : 0;
-      if (this.throttle < 1) idle += (computeMs + idle) * (1 / this.throttle - 1);
+      // ?steptime=MS (at least MS × slowdown per step), ?slowdown=F, the throttle: client/pace.ts.
+      const idle = idleAfterStep(this.pace, performance.now() - t0, computeMs, this.baseStepMs, this.throttle);
       // Always yield a macrotask: comlink calls (pause, views, peers' updates)
       // and fetches are handled between steps even when a step never awaited
       // anything (CPU backends settle in microtasks only).

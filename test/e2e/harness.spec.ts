@@ -62,8 +62,20 @@ test("two workers reach an easy target: exit 0, report.json and report.html writ
   expect(html).not.toMatch(/<script|<link|(src|href)="https?:/);
 });
 
-test("a job that stops at --max-clock short of the target exits 1", async () => {
-  const r = await harness(["--workers", "1", "--max-clock", "10", "--target-accuracy", "0.99", "--eval-every", "5"]);
+test("a job that stops at --max-clock short of the target exits 1; --step-time with --slow paces the page", async () => {
+  const out = mkdtempSync(join(tmpdir(), "grid-harness-"));
+  // Every step at least 150 ms × slowdown 2: 10 clocks take at least 3 s.
+  const r = await harness(["--workers", "1", "--max-clock", "10", "--target-accuracy", "0.99", "--eval-every", "5", "--step-time", "150", "--slow", "1:2", "--out", out]);
   expect(r.code, r.stdout + r.stderr).toBe(1);
   expect(r.stdout).toMatch(/target NOT reached \(finished\): max clock 10 reached/);
+  const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as {
+    runs: { summary: { clocksPerSec: number }; finalStatus: { workers: { stepMs: number; clock: number }[] } }[];
+  };
+  const run = report.runs[0];
+  // The clock rate honours the step time, and the coordinator (straggler policy, auto) sees it in the step times reported.
+  expect(run?.summary.clocksPerSec).toBeLessThanOrEqual(1000 / 300);
+  const w = run?.finalStatus.workers[0];
+  expect(w?.clock).toBe(10);
+  expect(w?.stepMs).toBeGreaterThanOrEqual(299);
+  expect(w?.stepMs).toBeLessThan(1500);
 });

@@ -17,6 +17,7 @@
  */
 import { parseArgs } from "node:util";
 import { COORDINATOR_FLAGS, configFromValues, UsageError } from "../../coordinator/cli.ts";
+import { MAX_STEP_TIME_MS } from "../../client/pace.ts";
 
 export { UsageError };
 
@@ -29,6 +30,7 @@ export const HARNESS_FLAGS = {
   browsers: { type: "string" },
   slow: { type: "string", multiple: true },
   slowdown: { type: "string" },
+  "step-time": { type: "string" },
   kill: { type: "string", multiple: true },
   join: { type: "string", multiple: true },
   timeout: { type: "string" },
@@ -51,6 +53,8 @@ export interface RunSpec {
   readonly browsers: number;
   /** Slowdown factor per worker number (1 when absent). */
   readonly slow: ReadonlyMap<number, number>;
+  /** `--step-time MS`: every page gets `?steptime=MS` (0: none); a `--slow` factor multiplies it. */
+  readonly stepTimeMs: number;
   readonly kills: readonly TimedWorker[];
   readonly joins: readonly TimedWorker[];
   readonly timeoutSec: number;
@@ -71,10 +75,10 @@ export interface HarnessConfig {
 }
 
 export const USAGE = `usage: npm run harness -- [--workers N] [--browsers K] [--slow I:F]... [--slowdown F]
-       [--kill I@SEC]... [--join I@SEC]... [--timeout SEC] [--out DIR] [--compare KEY=V1,V2,...]
+       [--step-time MS] [--kill I@SEC]... [--join I@SEC]... [--timeout SEC] [--out DIR] [--compare KEY=V1,V2,...]
        [--sample-ms MS] [coordinator flags: --job --consistency --staleness --max-clock --epochs
        --target-accuracy --min-workers --batch --lr --eval-every --seed --state-dir]
-compare keys: workers, browsers, slowdown, consistency (bsp, ssp:S, asp), or any coordinator flag`;
+compare keys: workers, browsers, slowdown, step-time, consistency (bsp, ssp:S, asp), or any coordinator flag`;
 
 type Values = Record<string, string | boolean | string[] | undefined>;
 
@@ -131,7 +135,7 @@ function checkSchedule(workers: number, kills: readonly TimedWorker[], joins: re
   }
 }
 
-const COMPARE_HARNESS_KEYS = new Set(["workers", "browsers", "slowdown"]);
+const COMPARE_HARNESS_KEYS = new Set(["workers", "browsers", "slowdown", "step-time"]);
 
 /** Apply one `--compare` value to a copy of the parsed values. */
 function withCompareValue(values: Values, key: string, v: string): Values {
@@ -191,6 +195,8 @@ function runSpec(values: Values, label: string): RunSpec {
     slow.set(i, f);
   }
   checkSchedule(workers, kills, joins, slow);
+  const stepTime = str(values, "step-time");
+  const stepTimeMs = stepTime === undefined ? 0 : positiveNumber("step-time", stepTime, 1, MAX_STEP_TIME_MS);
   const coordValues: Values = { ...values };
   if (str(values, "min-workers") === undefined) coordValues["min-workers"] = String(workers);
   const coordStrings: Record<string, string | boolean | undefined> = {};
@@ -207,6 +213,7 @@ function runSpec(values: Values, label: string): RunSpec {
     workers,
     browsers,
     slow,
+    stepTimeMs,
     kills,
     joins,
     timeoutSec,
@@ -235,7 +242,7 @@ export function parseHarnessArgs(argv: readonly string[]): HarnessConfig {
   const key = m[1];
   const isCoordinatorKey = key in COORDINATOR_FLAGS && !OWNED_FLAGS.has(key);
   if (!COMPARE_HARNESS_KEYS.has(key) && !isCoordinatorKey) {
-    throw new UsageError(`--compare: cannot vary "${key}" (try workers, browsers, slowdown, consistency, staleness, batch, lr, ...)`);
+    throw new UsageError(`--compare: cannot vary "${key}" (try workers, browsers, slowdown, step-time, consistency, staleness, batch, lr, ...)`);
   }
   const vals = m[2].split(",").map((v) => v.trim());
   if (vals.length < 1 || vals.some((v) => v === "")) throw new UsageError(`--compare ${key}: empty value in "${m[2]}"`);

@@ -144,6 +144,7 @@ function runSection(r: RunResult): string {
     ["end digests", s.digestsAgree === null ? String(s.digests) : `${s.digests}, ${s.digestsAgree ? "all agree" : "DIFFER"}`],
     ["workers, browsers", `${r.spec.workers}, ${r.spec.browsers}`],
     ["slowdowns, kills, joins", `${JSON.stringify(r.spec.slow)} ${JSON.stringify(r.spec.kills)} ${JSON.stringify(r.spec.joins)}`],
+    ["step time", r.spec.stepTimeMs > 0 ? `${r.spec.stepTimeMs} ms per step (× slowdown)` : "not paced"],
     ["coordinator flags", r.spec.coordinatorArgs.join(" ")],
     [
       "timings (s since start)",

@@ -111,6 +111,7 @@ export interface RunResult {
     workers: number;
     browsers: number;
     slow: Record<string, number>;
+    stepTimeMs: number;
     kills: { worker: number; atSec: number }[];
     joins: { worker: number; atSec: number }[];
     timeoutSec: number;
@@ -182,6 +183,14 @@ export function placeTestPoints(series: readonly [number, number][], samples: re
     t: interpolate(byClock, clock) ?? 0,
     examples: Math.round(interpolate(exByClock, clock) ?? 0),
   }));
+}
+
+/** Page I's URL parameters: its name, its `?slowdown` and the run's `?steptime` (client/pace.ts). */
+export function pageQuery(n: number, slowdown: number, stepTimeMs: number): string {
+  const q = new URLSearchParams({ name: `h${n}` });
+  if (slowdown !== 1) q.set("slowdown", String(slowdown));
+  if (stepTimeMs > 0) q.set("steptime", String(stepTimeMs));
+  return q.toString();
 }
 
 function workerNumber(name: string): number | null {
@@ -290,9 +299,9 @@ export async function runExperiment(spec: RunSpec, hooks: RunHooks): Promise<Run
       if (msg.type() === "error" && errors++ < 3) harnessEvent("page-console-error", `h${n}`, msg.text().slice(0, 200));
     });
     const f = spec.slow.get(n) ?? 1;
-    const url = `${(coord as CoordinatorProcess).url}/?name=h${n}${f !== 1 ? `&slowdown=${f}` : ""}`;
-    await page.goto(url);
-    harnessEvent("opened", `h${n}`, f !== 1 ? `slowdown ${f}` : undefined);
+    await page.goto(`${(coord as CoordinatorProcess).url}/?${pageQuery(n, f, spec.stepTimeMs)}`);
+    const pacing = [f !== 1 ? `slowdown ${f}` : "", spec.stepTimeMs > 0 ? `steptime ${spec.stepTimeMs} ms` : ""].filter((x) => x !== "");
+    harnessEvent("opened", `h${n}`, pacing.length > 0 ? pacing.join(", ") : undefined);
   };
 
   try {
@@ -444,6 +453,7 @@ export async function runExperiment(spec: RunSpec, hooks: RunHooks): Promise<Run
       workers: spec.workers,
       browsers: spec.browsers,
       slow: Object.fromEntries([...spec.slow].map(([k, v]) => [String(k), v])),
+      stepTimeMs: spec.stepTimeMs,
       kills: spec.kills.map((k) => ({ ...k })),
       joins: spec.joins.map((j) => ({ ...j })),
       timeoutSec: spec.timeoutSec,

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { parseHarnessArgs, UsageError } from "../harness/flags.ts";
-import { fastWaitShare, interpolate, placeTestPoints, type Sample, type WorkerSample } from "../harness/run.ts";
+import { fastWaitShare, interpolate, pageQuery, placeTestPoints, type Sample, type WorkerSample } from "../harness/run.ts";
 import { escapeXml, lineChart, niceTicks } from "../harness/svg.ts";
 import { Progress } from "../harness/progress.ts";
 import { formatTable, listSuites } from "../bench/main.ts";
@@ -46,6 +46,20 @@ describe("harness flags", () => {
     const run = parseHarnessArgs(["--workers", "2", "--kill", "2@10", "--join", "2@20", "--join", "3@5", "--slowdown", "3"]).runs[0];
     expect(run?.kills).toEqual([{ worker: 2, atSec: 10 }]);
     expect(run?.slow.get(3)).toBe(3);
+  });
+
+  it("--step-time paces every page, with --slow multiplying it, and can be compared", () => {
+    const run = parseHarnessArgs(["--workers", "4", "--step-time", "300", "--slow", "3:4"]).runs[0];
+    expect(run?.stepTimeMs).toBe(300);
+    expect(run?.slow.get(3)).toBe(4);
+    expect(pageQuery(3, 4, 300)).toBe("name=h3&slowdown=4&steptime=300");
+    expect(pageQuery(1, 1, 300)).toBe("name=h1&steptime=300");
+    expect(pageQuery(2, 1, 0)).toBe("name=h2");
+    expect(parseHarnessArgs(["--workers", "2"]).runs[0]?.stepTimeMs).toBe(0);
+    expect(parseHarnessArgs(["--compare", "step-time=100,200"]).runs.map((r) => r.stepTimeMs)).toEqual([100, 200]);
+    for (const bad of ["0", "-1", "fast", "", "60001"]) {
+      expect(() => parseHarnessArgs(["--step-time", bad]), bad).toThrow(UsageError);
+    }
   });
 
   it("expands --compare into one run per value", () => {
