@@ -306,6 +306,7 @@ async function main(): Promise<void> {
       transport: new PeerTransport({
         coordinator,
         peerId: w.peerId,
+        peerToken: w.peerToken,
         selfNumber: num(w.workerId),
         iceServers: w.iceServers,
         ...(w.iceTransportPolicy ? { iceTransportPolicy: w.iceTransportPolicy } : {}),

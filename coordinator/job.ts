@@ -6,6 +6,7 @@
  * through the `send` function given at join.
  */
 import { randomBytes } from "node:crypto";
+import { issuePeerIdentity, presentsIdentity } from "./peer-ids.ts";
 import { formatCompression, NO_COMPRESSION, type Compression } from "../client/compress.ts";
 import type { JobDefinition } from "../client/jobs/job.ts";
 import type { OptimizerName } from "../client/jobs/optimizers.ts";
@@ -84,6 +85,8 @@ export interface JobOptions {
 interface WorkerRecord {
   readonly id: string;
   readonly peerId: string;
+  /** The secret that lets a signaling socket register `peerId` (coordinator/peer-ids.ts). */
+  readonly peerToken: string;
   readonly credential: string;
   readonly name: string;
   readonly backend: "webgpu" | "cpu";
@@ -346,7 +349,7 @@ export class JobRun {
     const now = this.now();
     const w: WorkerRecord = {
       id,
-      peerId: `grid-${this.session}-${id}-${randomBytes(4).toString("hex")}`,
+      ...issuePeerIdentity(this.session, id),
       credential: randomBytes(16).toString("hex"),
       name: (msg.name ?? "").slice(0, 60),
       backend: msg.backend,
@@ -394,6 +397,7 @@ export class JobRun {
       type: "welcome",
       workerId: id,
       peerId: w.peerId,
+      peerToken: w.peerToken,
       credential: w.credential,
       job: {
         name: this.job.name,
@@ -442,9 +446,9 @@ export class JobRun {
     this.served.bytes += bytes;
   }
 
-  /** Is this peer id one the coordinator issued to a live worker? */
-  ownsPeerId(peerId: string): boolean {
-    for (const w of this.workers.values()) if (w.peerId === peerId && w.state !== "left") return true;
+  /** May a signaling socket register `peerId` with `token`: issued to a worker that has not left, with that secret? */
+  ownsPeerId(peerId: string, token: string): boolean {
+    for (const w of this.workers.values()) if (w.state !== "left" && presentsIdentity(w, peerId, token)) return true;
     return false;
   }
 

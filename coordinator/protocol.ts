@@ -252,6 +252,8 @@ export const welcomeSchema = z.object({
   type: z.literal("welcome"),
   workerId,
   peerId: z.string().max(100),
+  /** The secret that registers `peerId` with the signaling server (PeerJS's `token`); nobody else can claim the id. */
+  peerToken: z.string().min(1).max(100),
   /** Session credential; later a resume or a second tab must present it. */
   credential: z.string().max(100),
   job: jobSpecSchema,

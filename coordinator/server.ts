@@ -2,7 +2,8 @@
  * The coordinator's network face on one port: HTTP (the built pages from
  * dist/, the JSON API, data shards), the control WebSocket for volunteer pages
  * at /ws, and PeerJS signaling at /peerjs (a dumb relay that knows nothing of
- * jobs; it only refuses peer ids the coordinator did not issue).
+ * jobs; it only refuses a peer id unless the coordinator issued it and the
+ * socket presents the id's secret token, coordinator/peer-ids.ts).
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
@@ -279,7 +280,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
     if (url.pathname.startsWith("/peerjs") && peerWss) {
       const id = url.searchParams.get("id") ?? "";
-      if (!run.ownsPeerId(id)) {
+      const peerToken = url.searchParams.get("token") ?? "";
+      if (!run.ownsPeerId(id, peerToken)) {
         socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
         return;
       }

@@ -208,6 +208,7 @@ export async function runMfPage(ctx: MfPageContext): Promise<void> {
         transport = new PeerTransport({
           coordinator,
           peerId: msg.peerId,
+          peerToken: msg.peerToken,
           selfNumber: num(msg.workerId),
           iceServers: msg.iceServers,
           maxMessageBytes: Math.max(...Array.from({ length: problem.blocks }, (_, b) => colBlockFloats(problem, b))) * 4 + 1024,

@@ -27,6 +27,8 @@ export interface TransportOptions {
   /** The coordinator's origin, e.g. http://127.0.0.1:8080. */
   readonly coordinator: string;
   readonly peerId: string;
+  /** The secret the coordinator issued with `peerId`; signaling refuses the id without it. */
+  readonly peerToken: string;
   readonly selfNumber: number;
   readonly iceServers: RTCIceServer[];
   /** "relay": TURN-relayed candidates only. */
@@ -85,6 +87,7 @@ export class PeerTransport {
       port: u.port ? Number(u.port) : secure ? 443 : 80,
       path: "/peerjs",
       key: "peerjs",
+      token: opts.peerToken,
       secure,
       debug: 0,
       config: { iceServers: opts.iceServers, iceTransportPolicy: opts.iceTransportPolicy ?? "all" },

@@ -17,6 +17,7 @@
  *   held-out ratings; the job is done at `target × noise` or after `maxEpochs`.
  */
 import { randomBytes } from "node:crypto";
+import { issuePeerIdentity, presentsIdentity } from "../peer-ids.ts";
 import type { Express } from "express";
 import { blockRange, colBlockFloats, generateRows, learningRate, modelFloats, rowBlockFloats, trueItems, type Ratings } from "../../client/mf/problem.ts";
 import { decodeBlock, encodeBlock, type FactorBlock } from "../../client/mf/wire.ts";
@@ -50,6 +51,7 @@ type WorkerState = "active" | "left" | "dropped";
 interface MfWorker {
   readonly id: string;
   readonly peerId: string;
+  readonly peerToken: string;
   readonly credential: string;
   readonly name: string;
   readonly backend: "webgpu" | "cpu";
@@ -157,7 +159,7 @@ export class MfRun {
     const now = this.now();
     const w: MfWorker = {
       id,
-      peerId: `grid-${this.session}-${id}-${randomBytes(4).toString("hex")}`,
+      ...issuePeerIdentity(this.session, id),
       credential: randomBytes(16).toString("hex"),
       name: msg.name ?? "",
       backend: msg.backend,
@@ -185,6 +187,7 @@ export class MfRun {
       type: "welcome",
       workerId: id,
       peerId: w.peerId,
+      peerToken: w.peerToken,
       credential: w.credential,
       job: { name: "mf", parameters: this.job.parameters, batch: 1, learningRate: p.lr, seed: p.seed, maxClock: 0, evalEvery: 1, compression: "none" },
       iceServers: [],
@@ -208,8 +211,8 @@ export class MfRun {
     return this.workers.get(id)?.state === "active";
   }
 
-  ownsPeerId(peerId: string): boolean {
-    for (const w of this.workers.values()) if (w.peerId === peerId && w.state === "active") return true;
+  ownsPeerId(peerId: string, token: string): boolean {
+    for (const w of this.workers.values()) if (w.state === "active" && presentsIdentity(w, peerId, token)) return true;
     return false;
   }
 

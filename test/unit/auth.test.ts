@@ -1,7 +1,8 @@
 /**
  * Who may do what: the console token guards every control action (a refused
  * one changes nothing), a credential or peer id cannot be taken over by
- * another page, the public status and stream leak no secret, and a sender
+ * another page (a peer id registers with signaling only with its secret, also
+ * while its owner is away), the public status and stream leak no secret, and a sender
  * that floods the control socket or keeps sending garbage is rate-limited,
  * counted in the status and dropped as misbehaving while the coordinator
  * keeps serving everyone else.
@@ -79,6 +80,50 @@ describe("auth and misbehaving senders", () => {
     return (await (await fetch(`${server.url}/api/status`)).json()) as never;
   }
 
+  /** Signaling sockets this test opened and left open, by peer id. */
+  const signals = new Map<string, WebSocket>();
+
+  /**
+   * Register `id` with the PeerJS server presenting `token`: "OPEN" when the
+   * server accepted it (its first message), else the HTTP status of the refused upgrade.
+   */
+  function signal(id: string, token: string): Promise<number | string> {
+    const url = `${server.url.replace("http", "ws")}/peerjs/peerjs?key=peerjs&id=${encodeURIComponent(id)}&token=${encodeURIComponent(token)}`;
+    return new Promise((res) => {
+      const ws = new WebSocket(url);
+      const timer = setTimeout(() => res("no answer"), 5000);
+      ws.once("unexpected-response", (_req, r) => {
+        clearTimeout(timer);
+        res(r.statusCode ?? 0);
+      });
+      ws.once("message", (d) => {
+        clearTimeout(timer);
+        const m = JSON.parse(d.toString()) as { type?: string };
+        if (m.type === "OPEN") signals.set(id, ws);
+        else ws.close();
+        res(m.type ?? "?");
+      });
+      ws.once("error", () => {});
+    });
+  }
+
+  async function closeSignal(id: string): Promise<void> {
+    const ws = signals.get(id);
+    if (!ws) throw new Error(`no signaling socket for ${id}`);
+    signals.delete(id);
+    const closed = new Promise((r) => ws.once("close", r));
+    ws.close();
+    await closed;
+  }
+
+  async function waitUntil(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!(await cond())) {
+      if (Date.now() > deadline) throw new Error("condition not reached in time");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   async function joined(name: string): Promise<{ c: Client; welcome: Extract<ServerMessage, { type: "welcome" }> }> {
     const c = await connect();
     c.ws.send(joinMsg({ name }));
@@ -133,16 +178,40 @@ describe("auth and misbehaving senders", () => {
     expect((await status()).workers.find((w) => w.id === welcome.workerId)?.state).toBe("active");
 
     // The signaling server accepts only ids the coordinator issued.
-    const peerUrl = (id: string): string => `${server.url.replace("http", "ws")}/peerjs/peerjs?key=peerjs&id=${id}&token=t0`;
-    const refused = await new Promise<number | string>((res) => {
-      const ws = new WebSocket(peerUrl("grid-made-up-id"));
-      ws.once("unexpected-response", (_req, r) => res(r.statusCode ?? 0));
-      ws.once("open", () => res("opened"));
-      ws.once("error", () => {});
-    });
-    expect(refused).toBe(403);
+    expect(await signal("grid-made-up-id", "t0")).toBe(403);
     first.ws.close();
     await first.closed;
+  });
+
+  it("lets only the holder of a peer id's secret register it, also while the owner is away from signaling", async () => {
+    const { c, welcome } = await joined("signaling-owner");
+    const { c: other, welcome: otherWelcome } = await joined("other-session");
+    expect(welcome.peerToken).toMatch(/^[0-9a-f]{32}$/);
+    expect(otherWelcome.peerToken).not.toBe(welcome.peerToken);
+    // The owner registers its id with its secret: the PeerJS server answers OPEN.
+    const owner = await signal(welcome.peerId, welcome.peerToken);
+    expect(owner).toBe("OPEN");
+    // Another session cannot claim that id: no token, a wrong one, its own
+    // secret, or the owner's session credential instead of the peer secret.
+    const attempts = ["", "t0", otherWelcome.peerToken, welcome.credential, welcome.peerToken.slice(1), `${welcome.peerToken}0`];
+    for (const t of attempts) expect(await signal(welcome.peerId, t), `token "${t}" while the owner is connected`).toBe(403);
+    // The owner drops off signaling (a blip): its id is still refused to everyone else...
+    await closeSignal(welcome.peerId);
+    for (const t of attempts) expect(await signal(welcome.peerId, t), `token "${t}" while the owner is away`).toBe(403);
+    // ...and the honest page comes back with its secret and is served again.
+    expect(await signal(welcome.peerId, welcome.peerToken)).toBe("OPEN");
+    await closeSignal(welcome.peerId);
+    // The secret is bound to its id: the other session's secret does not open the owner's id, nor the reverse.
+    expect(await signal(otherWelcome.peerId, welcome.peerToken)).toBe(403);
+    expect(await signal(otherWelcome.peerId, otherWelcome.peerToken)).toBe("OPEN");
+    await closeSignal(otherWelcome.peerId);
+    // Once the worker has left, its id is refused even with the secret.
+    c.ws.close();
+    await c.closed;
+    await waitUntil(async () => (await status()).workers.find((w) => w.id === welcome.workerId)?.state === "left");
+    expect(await signal(welcome.peerId, welcome.peerToken)).toBe(403);
+    other.ws.close();
+    await other.closed;
   });
 
   it("serves no secret in the public status and stream", async () => {
@@ -158,6 +227,7 @@ describe("auth and misbehaving senders", () => {
       expect(body).not.toContain(token);
       expect(body).not.toContain(welcome.credential);
       expect(body).not.toContain(welcome.peerId);
+      expect(body).not.toContain(welcome.peerToken);
     }
     c.ws.close();
     await c.closed;

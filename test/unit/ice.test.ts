@@ -79,6 +79,7 @@ describe("--ice-servers and --ice-transport", () => {
       type: "welcome",
       workerId: "w1",
       peerId: "p",
+      peerToken: "t",
       credential: "c",
       job: { name: "mnist-softmax", parameters: 7850, batch: 64, learningRate: 0.1, seed: 1, maxClock: 0, evalEvery: 10 },
       startClock: 0,
