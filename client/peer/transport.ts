@@ -7,7 +7,13 @@
  * not PeerJS `close` events (which may never fire).
  *
  * Glare is avoided by construction: of two workers, only the one with the
- * larger worker number dials.
+ * larger worker number dials. The dialing side keeps dialing the wanted peers
+ * it has no link to (at most once a second each), so links come back after a
+ * loss, a refused dial or a time away from signaling.
+ *
+ * Signaling (the PeerJS socket to the coordinator) may drop while the links
+ * stay up: then the page reconnects with back-off (1 s doubling to 15 s, with
+ * jitter) under the same id and secret, and new links can be made again.
  */
 import Peer, { type DataConnection } from "peerjs";
 import {
@@ -66,6 +72,11 @@ export const SILENT_MS = 3000;
 const MAX_REJECTS = 50;
 /** A dialed link that is not open by then is closed and dialed again (the peer may not have been registered yet). */
 const OPEN_TIMEOUT_MS = 4000;
+/** Least time between two dials of one peer. */
+const REDIAL_MS = 1000;
+/** Back-off between attempts to get back to signaling. */
+const SIGNALING_RETRY_MIN_MS = 1000;
+const SIGNALING_RETRY_MAX_MS = 15_000;
 
 export class PeerTransport {
   private readonly peer: Peer;
@@ -73,7 +84,15 @@ export class PeerTransport {
   private readonly ids = new MessageIdSource();
   private readonly timer: ReturnType<typeof setInterval>;
   private wanted = new Map<string, number>();
+  /** Earliest next dial per peer (performance.now()). */
+  private readonly nextDial = new Map<string, number>();
   private lastBeat = 0;
+  private signalingDelay = SIGNALING_RETRY_MIN_MS;
+  private signalingTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Attempts to get back to signaling since it was lost (0: never lost, or back). */
+  private signalingAttempts = 0;
+  /** Times this page got back to signaling after losing it. */
+  signalingReconnects = 0;
   bytesIn = 0;
   bytesOut = 0;
   readonly rejected = new Map<RejectReason | UpdateRejectReason | "send-failed" | "rate-limited", number>();
@@ -97,6 +116,8 @@ export class PeerTransport {
       this.peer.once("error", (e) => reject(e instanceof Error ? e : new Error(String(e))));
     });
     this.peer.on("connection", (conn) => this.adopt(conn));
+    this.peer.on("disconnected", () => this.signalingLost());
+    this.peer.on("open", () => this.signalingBack());
     this.peer.on("error", (e) => {
       // "peer-unavailable" (dialed before the other side registered) is retried
       // by the open timeout below; everything else is logged.
@@ -123,10 +144,8 @@ export class PeerTransport {
   /** Keep connections to exactly these peers (peer id → worker number). */
   setPeers(peers: Map<string, number>): void {
     this.wanted = peers;
-    for (const [peerId, num] of peers) {
-      if (peerId === this.opts.peerId || this.links.has(peerId)) continue;
-      if (num < this.opts.selfNumber) this.dial(peerId);
-    }
+    for (const peerId of this.nextDial.keys()) if (!peers.has(peerId)) this.nextDial.delete(peerId);
+    this.dialMissing(true);
     for (const [peerId, link] of this.links) {
       if (!peers.has(peerId)) {
         this.links.delete(peerId);
@@ -135,11 +154,51 @@ export class PeerTransport {
     }
   }
 
-  private dial(peerId: string): void {
-    // PeerJS returns no connection once this peer is destroyed or cut from signaling.
+  /**
+   * Dial every wanted peer this side dials (smaller worker number) that has
+   * no link; `now` also those whose redial time has not come (a new view).
+   */
+  private dialMissing(now = false): void {
+    // PeerJS makes no connection while this peer is destroyed or away from signaling.
     if (this.peer.destroyed || this.peer.disconnected) return;
-    const conn = this.peer.connect(peerId, { reliable: true, serialization: "raw" }) as DataConnection | undefined;
-    if (conn) this.adopt(conn);
+    const t = performance.now();
+    for (const [peerId, num] of this.wanted) {
+      if (peerId === this.opts.peerId || num >= this.opts.selfNumber || this.links.has(peerId)) continue;
+      if (!now && (this.nextDial.get(peerId) ?? 0) > t) continue;
+      this.nextDial.set(peerId, t + REDIAL_MS);
+      const conn = this.peer.connect(peerId, { reliable: true, serialization: "raw" }) as DataConnection | undefined;
+      if (conn) this.adopt(conn);
+    }
+  }
+
+  /** Signaling dropped (PeerJS "disconnected"): open links stay; try again after the back-off. */
+  private signalingLost(): void {
+    if (this.peer.destroyed || this.signalingTimer !== null) return;
+    const delay = this.signalingDelay * (0.8 + 0.4 * Math.random());
+    this.signalingDelay = Math.min(SIGNALING_RETRY_MAX_MS, this.signalingDelay * 2);
+    this.opts.log(`signaling lost; reconnecting in ${(delay / 1000).toFixed(1)} s (open links stay up)`);
+    this.signalingTimer = setTimeout(() => {
+      this.signalingTimer = null;
+      if (this.peer.destroyed || !this.peer.disconnected) return;
+      this.signalingAttempts++;
+      try {
+        // Same id, same secret: a refusal closes the socket, which lands in signalingLost again.
+        this.peer.reconnect();
+      } catch (e) {
+        this.opts.log(`signaling reconnect failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }, delay);
+  }
+
+  /** Registered with signaling (first time or again): dial what is missing. */
+  private signalingBack(): void {
+    if (this.signalingAttempts > 0) {
+      this.signalingReconnects++;
+      this.opts.log(`signaling back after ${this.signalingAttempts} attempt(s)`);
+    }
+    this.signalingAttempts = 0;
+    this.signalingDelay = SIGNALING_RETRY_MIN_MS;
+    this.dialMissing(true);
   }
 
   private adopt(conn: DataConnection): void {
@@ -185,11 +244,8 @@ export class PeerTransport {
       // already closed
     }
     this.opts.onPeerLost(peerId, why, wasOpen);
-    // Redial when we are the dialing side and the peer is still in the view.
-    const num = this.wanted.get(peerId);
-    if (num !== undefined && num < this.opts.selfNumber) setTimeout(() => {
-      if (this.wanted.has(peerId) && !this.links.has(peerId)) this.dial(peerId);
-    }, 1000);
+    // The dialing side dials it again (dialMissing) after REDIAL_MS if it is still wanted.
+    this.nextDial.set(peerId, performance.now() + REDIAL_MS);
   }
 
   private count(reason: RejectReason | UpdateRejectReason | "send-failed" | "rate-limited"): void {
@@ -204,6 +260,7 @@ export class PeerTransport {
   }
 
   private heartbeat(): void {
+    this.dialMissing();
     const now = performance.now();
     const beat = now - this.lastBeat >= HEARTBEAT_MS - CHECK_MS / 2;
     if (beat) this.lastBeat = now;
@@ -247,6 +304,7 @@ export class PeerTransport {
 
   destroy(): void {
     clearInterval(this.timer);
+    if (this.signalingTimer !== null) clearTimeout(this.signalingTimer);
     for (const l of this.links.values()) l.conn.close();
     this.links.clear();
     this.peer.destroy();
