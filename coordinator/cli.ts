@@ -58,6 +58,10 @@ export interface CoordinatorConfig {
   readonly fresh: boolean;
   /** Least ms between two model checkpoints (`--checkpoint-interval`). */
   readonly checkpointIntervalMs: number;
+  /** Several jobs at once: their file (`--jobs`; coordinator/jobs.ts reads it), or null. */
+  readonly jobsFile: string | null;
+  /** Several jobs: the allocation is recomputed at least this often, ms (`--rebalance-interval`). */
+  readonly rebalanceMs: number;
 }
 
 export const COORDINATOR_FLAGS = {
@@ -92,6 +96,7 @@ export const COORDINATOR_FLAGS = {
   "mesh-max": { type: "string" },
   fresh: { type: "boolean" },
   "checkpoint-interval": { type: "string" },
+  "rebalance-interval": { type: "string" },
 } as const;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
@@ -123,7 +128,8 @@ export function configFromValues(values: Record<string, string | boolean | undef
     const v = values[k];
     return typeof v === "string" ? v : undefined;
   };
-  if (str("jobs") !== undefined) throw new UsageError("--jobs: running several jobs at once is not supported yet");
+  const jobsFile = str("jobs") ?? null;
+  if (jobsFile !== null && (str("job") === "mf" || jobsFile.trim() === "")) throw new UsageError(jobsFile.trim() === "" ? "--jobs wants a file" : "--jobs: job mf (model parallel) cannot share the grid");
   const job = str("job") ?? "mnist-softmax";
   const def = JOBS[job];
   if (!def && job !== "mf") throw new UsageError(`--job: unknown job "${job}" (known: ${[...Object.keys(JOBS), "mf"].join(", ")})`);
@@ -192,6 +198,8 @@ export function configFromValues(values: Record<string, string | boolean | undef
     meshMax: int("mesh-max", str("mesh-max"), DEFAULT_MESH_MAX, 0, 100_000),
     fresh: values["fresh"] === true,
     checkpointIntervalMs: int("checkpoint-interval", str("checkpoint-interval"), 2000, 0, 3_600_000),
+    jobsFile,
+    rebalanceMs: int("rebalance-interval", str("rebalance-interval"), 10_000, 500, 3_600_000),
   };
 }
 

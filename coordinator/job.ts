@@ -685,6 +685,11 @@ export class JobRun {
     if (next) this.evaluate(next.clock, next.params);
   }
 
+  /** The job is ending: its workers stop, drain and report digests (coordinator/jobs.ts keeps them). */
+  isFinishing(): boolean {
+    return this.finishing !== null && this.state !== "done";
+  }
+
   /** End the job: every worker stops stepping and reports its last clock. */
   finish(reason: string): void {
     if (this.finishing || this.state === "done") return;

@@ -16,6 +16,7 @@ import { startServer, type GridRun, type RunningServer } from "./server.ts";
 import { MfRun } from "./mf/run.ts";
 import { JobStore, StateMismatchError, openJobState } from "./state.ts";
 import type { Dataset } from "./data.ts";
+import { baseArgs, JobGrid, jobSpec, readJobsFile, type JobSpec } from "./jobs.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SOURCES = ["client", "shaders", "coordinator/console", "index.html", "selftest.html", "vite.config.ts", "package.json"];
@@ -41,19 +42,11 @@ export function ensureClientBuilt(log: (l: string) => void): void {
   if (r.status !== 0) throw new Error("vite build failed");
 }
 
-export async function startCoordinator(
-  cfg: CoordinatorConfig,
-  log: (l: string) => void,
-  dataset?: Dataset,
-): Promise<{ server: RunningServer; run: GridRun }> {
-  if (cfg.mf) {
-    const run = new MfRun({ config: cfg.mf, minWorkers: cfg.minWorkers, store: new JobStore(cfg.stateDir, "default", log), log });
-    const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: cfg.dist ?? join(ROOT, "dist"), run, log });
-    return { server, run };
-  }
+/** The run of a data-parallel job from its configuration, its state in `stateDir/ID/`. */
+function buildJobRun(cfg: CoordinatorConfig, id: string, data: Dataset, log: (l: string) => void): JobRun {
   const job = JOBS[cfg.job];
   if (!job) throw new UsageError(`unknown job ${cfg.job}`);
-  const store = new JobStore(cfg.stateDir, "default", log);
+  const store = new JobStore(cfg.stateDir, id, log);
   let resume;
   try {
     resume = openJobState(store, job, cfg.fresh, log);
@@ -61,8 +54,7 @@ export async function startCoordinator(
     if (e instanceof StateMismatchError) throw new UsageError(e.message);
     throw e;
   }
-  const data = dataset ?? loadMnist();
-  const run = new JobRun({
+  return new JobRun({
     job,
     data,
     consistency: cfg.consistency,
@@ -88,14 +80,58 @@ export async function startCoordinator(
     compression: cfg.compression,
     dataPlane: { ...cfg.ice, meshMax: cfg.meshMax },
   });
-  const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir: cfg.dist ?? join(ROOT, "dist"), run, log });
-  return { server, run };
+}
+
+/**
+ * Start the coordinator: one job from `cfg`, or, with `jobs` (the entries of
+ * `--jobs FILE` and the command line they start from), several on one grid;
+ * the first entry is then the default job.
+ */
+export async function startCoordinator(
+  cfg: CoordinatorConfig,
+  log: (l: string) => void,
+  dataset?: Dataset,
+  jobs?: { readonly specs: readonly JobSpec[]; readonly base: readonly string[] },
+): Promise<{ server: RunningServer; run: GridRun; grid?: JobGrid }> {
+  const distDir = cfg.dist ?? join(ROOT, "dist");
+  if (cfg.mf) {
+    const run = new MfRun({ config: cfg.mf, minWorkers: cfg.minWorkers, store: new JobStore(cfg.stateDir, "default", log), log });
+    const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, run, log });
+    return { server, run };
+  }
+  let data = dataset ?? null;
+  const load = (): Dataset => (data ??= loadMnist());
+  if (!jobs) {
+    const run = buildJobRun(cfg, "default", load(), log);
+    const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, run, log });
+    return { server, run };
+  }
+  const base = jobs.base;
+  const make = (spec: JobSpec): JobRun => buildJobRun(spec.cfg, spec.entry.id, load(), (l) => log(`[${spec.entry.id}] ${l}`));
+  const grid = new JobGrid({
+    multi: true,
+    rebalanceMs: cfg.rebalanceMs,
+    log,
+    submit: (raw) => {
+      const spec = jobSpec(raw, base);
+      return { entry: spec.entry, run: make(spec) };
+    },
+  });
+  for (const spec of jobs.specs) grid.add(spec.entry, make(spec));
+  const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, grid, log });
+  return { server, run: grid.defaultJob.run, grid };
 }
 
 async function main(): Promise<void> {
   let cfg: CoordinatorConfig;
+  let jobs: { specs: JobSpec[]; base: string[] } | undefined;
   try {
-    cfg = parseCoordinatorArgs(process.argv.slice(2));
+    const argv = process.argv.slice(2);
+    cfg = parseCoordinatorArgs(argv);
+    if (cfg.jobsFile !== null) {
+      const base = baseArgs(argv);
+      jobs = { specs: readJobsFile(cfg.jobsFile, base), base };
+    }
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`grid: ${e.message}\n`);
@@ -109,7 +145,7 @@ async function main(): Promise<void> {
   if (cfg.build) ensureClientBuilt(log);
   let started;
   try {
-    started = await startCoordinator(cfg, log);
+    started = await startCoordinator(cfg, log, undefined, jobs);
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`grid: ${e.message}\n`);
@@ -117,7 +153,7 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const { server, run } = started;
+  const { server, run, grid } = started;
   const mode = cfg.mf
     ? `model parallel, ${cfg.mf.problem.blocks} blocks`
     : cfg.consistency.mode === "ssp" ? `ssp, s=${cfg.consistency.staleness}` : cfg.consistency.mode;
@@ -125,7 +161,9 @@ async function main(): Promise<void> {
   process.stdout.write(
     [
       ``,
-      `the grid: job ${cfg.job} (${run.job.parameters} parameters), ${mode}, ${target}`,
+      grid
+        ? `the grid: ${grid.all().length} jobs (${grid.all().map((j) => `${j.id}: ${j.run.job.name}, weight ${j.weight}`).join("; ")}); default job ${grid.defaultJob.id}`
+        : `the grid: job ${cfg.job} (${run.job.parameters} parameters), ${mode}, ${target}`,
       `  volunteer URL: ${server.url}/`,
       `  console URL:   ${server.url}/console?token=${cfg.token}`,
       `  console token: ${cfg.token}${cfg.tokenGenerated ? " (generated; pass --token to choose one)" : ""}`,

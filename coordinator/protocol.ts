@@ -29,6 +29,8 @@ export const STALENESS_BUCKETS = 16;
 const nonNegInt = z.number().int().min(0).max(2 ** 31);
 const shortText = z.string().max(200);
 const workerId = z.string().regex(/^w[0-9]{1,9}$/);
+/** A job's id on a grid of several jobs (`--jobs`, `POST /api/jobs`). */
+export const gridJobId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/);
 /** stun:, stuns:, turn: or turns: then a host (name, IPv4 or [IPv6]), an optional port and ?transport=udp|tcp. */
 const iceUrl = z
   .string()
@@ -279,6 +281,11 @@ export const welcomeSchema = z.object({
    * `base.clock` (= startClock), instead of the job's initial parameters.
    */
   base: z.object({ clock: nonNegInt }).optional(),
+  /**
+   * On a grid of several jobs (coordinator/jobs.ts): the job this volunteer
+   * was given and why. Its shards are under /data/JOB-ID/ and cached per job id.
+   */
+  grid: z.object({ job: gridJobId, reason: z.string().max(300) }).optional(),
 });
 export type WelcomeMessage = z.infer<typeof welcomeSchema>;
 
@@ -395,7 +402,21 @@ export const mfStepSchema = z.object({
 });
 export type MfStepMessage = z.infer<typeof mfStepSchema>;
 
+/**
+ * Grid of several jobs: leave the current job cleanly (stop stepping, report
+ * the last clock with `final`, then `leave`) and join again; the coordinator
+ * gives the next membership to job `job` (kind `name`). `reason` is shown.
+ */
+export const moveSchema = z.object({
+  type: z.literal("move"),
+  job: gridJobId,
+  name: z.string().max(64),
+  reason: z.string().max(300),
+});
+export type MoveMessage = z.infer<typeof moveSchema>;
+
 export const serverMessageSchema = z.discriminatedUnion("type", [
+  moveSchema,
   mfStepSchema,
   welcomeSchema,
   viewSchema,

@@ -14,9 +14,10 @@ import express, { type Express, type Request, type Response } from "express";
 import { WebSocketServer, type WebSocket, type RawData } from "ws";
 import { ExpressPeerServer } from "peer";
 import { z } from "zod";
-import { CONSISTENCY_MODES, MAX_CONTROL_MESSAGE_BYTES, parseClientMessage, type RejectCode, type ServerMessage } from "./protocol.ts";
+import { CONSISTENCY_MODES, gridJobId, MAX_CONTROL_MESSAGE_BYTES, parseClientMessage, type RejectCode, type ServerMessage } from "./protocol.ts";
 import type { JobRun } from "./job.ts";
 import { attachStatusStream } from "./push.ts";
+import { JobGrid } from "./jobs.ts";
 import { CONTROL_RATE, RejectionBook, TokenBucket } from "./ratelimit.ts";
 
 /**
@@ -32,6 +33,8 @@ export type GridRun = Pick<
   mount?(app: Express): void;
   /** Count a rejected message of a joined worker (per code, in the status). */
   countRejection?(id: string, code: RejectCode): void;
+  /** The job is ending (target reached or stopped): its workers drain and report digests. */
+  isFinishing?(): boolean;
   /** The checkpoint this run resumed from (GET /api/checkpoint), for jobs that resume. */
   baseModel?(): Uint8Array | null;
 };
@@ -41,7 +44,9 @@ export interface ServerOptions {
   readonly port: number;
   readonly token: string;
   readonly distDir: string;
-  readonly run: GridRun;
+  /** One job (routed as before), or `grid`: several (coordinator/jobs.ts). */
+  readonly run?: GridRun;
+  readonly grid?: JobGrid;
   readonly log?: (line: string) => void;
 }
 
@@ -53,13 +58,16 @@ export interface RunningServer {
 
 const TICK_MS = 500;
 
+/** `job`: which job of the grid (default: the default job). */
+const jobField = { job: gridJobId.optional() };
 const controlSchema = z.discriminatedUnion("action", [
-  z.object({ action: z.enum(["pause", "resume", "stop"]) }),
-  z.object({ action: z.literal("drop"), worker: z.string().regex(/^w[0-9]{1,9}$/) }),
+  z.object({ action: z.enum(["pause", "resume", "stop", "cancel"]), ...jobField }),
+  z.object({ action: z.literal("drop"), worker: z.string().regex(/^w[0-9]{1,9}$/), ...jobField }),
   z.object({
     action: z.literal("set"),
     consistency: z.enum(CONSISTENCY_MODES).optional(),
     staleness: z.number().int().min(0).max(1000).optional(),
+    ...jobField,
   }),
 ]);
 
@@ -77,8 +85,14 @@ function rawToBuffer(data: RawData): Buffer {
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
-  const { run } = opts;
   const log = opts.log ?? (() => {});
+  const grid = opts.grid ?? new JobGrid({ multi: false, log });
+  if (!opts.grid) {
+    if (!opts.run) throw new Error("startServer needs a run or a grid");
+    grid.add({ id: "default", weight: 1, minWorkers: 0, maxWorkers: 100_000, priority: 0 }, opts.run);
+  }
+  /** The default job: /api/status, /api/model, /api/stream, the console. */
+  const run = grid.defaultJob.run;
   const app = express();
   app.disable("x-powered-by");
   const http: Server = createServer(app);
@@ -102,14 +116,27 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     res.set("Cache-Control", "no-store").json(run.status());
   });
   app.get("/api/jobs", (_req, res) => {
-    res.set("Cache-Control", "no-store").json({ jobs: [{ id: "default", weight: 1, ...run.status() }] });
+    res.set("Cache-Control", "no-store").json(grid.list());
   });
   app.get("/api/jobs/:id/status", (req, res) => {
-    if (req.params["id"] !== "default") {
+    const s = grid.jobStatus(req.params["id"] ?? "");
+    if (!s) {
       res.status(404).json({ error: "no such job" });
       return;
     }
-    res.set("Cache-Control", "no-store").json(run.status());
+    res.set("Cache-Control", "no-store").json(s);
+  });
+  app.post("/api/jobs", express.json({ limit: "16kb" }), (req: Request, res: Response) => {
+    if (!tokenMatches(req.headers.authorization, opts.token)) {
+      res.status(401).json({ error: "missing or wrong console token" });
+      return;
+    }
+    const r = grid.submit(req.body);
+    if (!r.ok) {
+      res.status(r.status).json({ error: r.error });
+      return;
+    }
+    res.status(201).json(grid.jobStatus(r.job.id));
   });
   app.get("/api/model", (_req, res) => {
     const body = run.model();
@@ -148,7 +175,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       return;
     }
     const c = parsed.data;
-    if (c.action === "drop") {
+    const target = c.job === undefined ? grid.defaultJob : grid.job(c.job);
+    if (!target) {
+      res.status(404).json({ error: `no job ${c.job ?? ""}` });
+      return;
+    }
+    const run = target.run;
+    if (c.action === "cancel") {
+      if (!grid.multi) run.control("stop");
+      else if (!grid.cancel(target.id)) {
+        res.status(409).json({ error: `job ${target.id} is over` });
+        return;
+      }
+    } else if (c.action === "drop") {
       if (!run.drop(c.worker, "organizer", "dropped by the organizer", null)) {
         res.status(404).json({ error: `no active worker ${c.worker}` });
         return;
@@ -159,8 +198,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       run.setConsistency({ mode, staleness });
     } else {
       run.control(c.action);
+      grid.controlled(target.id, c.action === "pause" ? "was paused" : c.action === "resume" ? "was resumed" : "was stopped");
     }
-    res.json({ ok: true, state: run.state, consistency: run.consistency });
+    res.json({ ok: true, job: target.id, state: run.state, consistency: run.consistency });
   });
   attachStatusStream(app, run);
   run.mount?.(app);
@@ -171,12 +211,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // ------------------------------------------------------------ data shards
   app.get("/data/:job/shards/:id", (req, res) => {
     const id = Number(req.params["id"]);
-    const shard = Number.isInteger(id) ? run.shard(id) : undefined;
-    if (req.params["job"] !== run.job.name || !shard) {
+    const owner = grid.byDataKey(req.params["job"] ?? "");
+    const shard = owner && Number.isInteger(id) ? owner.run.shard(id) : undefined;
+    if (!owner || !shard) {
       res.status(404).json({ error: "no such shard" });
       return;
     }
-    run.countServed(shard.bytes.byteLength);
+    owner.run.countServed(shard.bytes.byteLength);
     res
       .set({
         "Content-Type": "application/octet-stream",
@@ -205,10 +246,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     noServer: true,
     // Oversized text is refused with a reason by the parser; only far larger
     // frames close the socket.
-    maxPayload: Math.max(4 * MAX_CONTROL_MESSAGE_BYTES, run.job.parameters * 4 + 64),
+    maxPayload: Math.max(4 * MAX_CONTROL_MESSAGE_BYTES, grid.maxParameters() * 4 + 64),
   });
   controlWss.on("connection", (ws: WebSocket) => {
-    let workerId: string | null = null;
+    let joined = false;
     // Per connection: a token bucket against floods, rejections by code; past
     // MAX_REJECTIONS the sender is dropped as misbehaving and the socket closed.
     const rejections = new RejectionBook<RejectCode>();
@@ -217,12 +258,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const send = (m: ServerMessage): void => {
       if (ws.readyState === ws.OPEN) ws.send(serialize(m), { binary: false });
     };
+    const vid = grid.connect(send);
     const reject = (code: RejectCode, message: string): void => {
-      if (workerId !== null) run.countRejection?.(workerId, code);
+      grid.countRejection(vid, code);
       send(rejectMessage(code, message));
       if (!rejections.add(code)) return;
       closing = true;
-      if (workerId !== null) run.drop(workerId, "misbehaving", `${rejections.total} rejected messages`, null);
+      grid.drop(vid, `${rejections.total} rejected messages`);
       ws.close(1008, "too many rejected messages");
     };
     ws.on("error", () => {});
@@ -234,11 +276,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       const buf = rawToBuffer(data);
       if (isBinary) {
-        if (workerId === null) {
+        if (!joined) {
           reject("not-joined", "join first");
           return;
         }
-        const err = run.onBinary(workerId, new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+        const err = grid.onBinary(vid, new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
         if (err !== null) reject("malformed", err);
         return;
       }
@@ -249,26 +291,27 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       const msg = parsed.value;
       if (msg.type === "join") {
-        if (workerId !== null && run.isLive(workerId)) {
-          reject("already-joined", `already joined as ${workerId}`);
+        const live = grid.membership(vid);
+        if (live !== null && grid.isLive(vid)) {
+          reject("already-joined", `already joined as ${live.worker}`);
           return;
         }
-        const r = run.join(msg, send);
+        const r = grid.join(vid, msg);
         if (!r.ok) {
           send(rejectMessage("job-over", r.reason));
           return;
         }
-        workerId = r.id;
+        joined = true;
         return;
       }
-      if (workerId === null) {
+      if (!joined) {
         reject("not-joined", "join first");
         return;
       }
-      run.onMessage(workerId, msg);
+      grid.onMessage(vid, msg);
     });
     ws.on("close", () => {
-      if (workerId !== null) run.remove(workerId, "left", "connection closed");
+      grid.disconnect(vid);
     });
   });
 
@@ -281,7 +324,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     if (url.pathname.startsWith("/peerjs") && peerWss) {
       const id = url.searchParams.get("id") ?? "";
       const peerToken = url.searchParams.get("token") ?? "";
-      if (!run.ownsPeerId(id, peerToken)) {
+      if (!grid.ownsPeerId(id, peerToken)) {
         socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
         return;
       }
@@ -292,7 +335,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
   });
 
-  const timer = setInterval(() => run.tick(TICK_MS), TICK_MS);
+  const timer = setInterval(() => grid.tick(TICK_MS), TICK_MS);
 
   await new Promise<void>((resolvePromise, reject) => {
     http.once("error", reject);

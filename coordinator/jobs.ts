@@ -1,0 +1,622 @@
+/**
+ * Several jobs on one grid: the registry of jobs (the default job from the
+ * start-up flags, the entries of `--jobs FILE`, those submitted with
+ * `POST /api/jobs`) and the volunteers shared between them.
+ *
+ * Every control connection is a volunteer (`v1`, `v2`, …). When it joins, the
+ * grid gives it to a job by weighted max-min fairness on measured throughput
+ * (coordinator/alloc.ts) and hands its `join` to that job's run, which makes
+ * it a worker of that job as before (ids, views, shards are per job). The
+ * welcome says which job and why (`welcome.grid`). The allocation is computed
+ * again when a job starts, ends, is paused, resumed or cancelled, when a
+ * volunteer comes or goes, and every `rebalanceMs`; a volunteer whose job
+ * changes gets a `move`: the page stops stepping, reports its last clock
+ * (`final`), sends `leave` (its old job counts it as `left` with its cut at
+ * that clock, so no update of it is lost, and gives its shards to the others),
+ * keeps its old peer links open a few seconds for re-sends, and joins again:
+ * the grid gives that membership to the new job, where it is an ordinary
+ * joiner (snapshot from a peer, retained updates).
+ *
+ * Throughput: each clock report gives the worker's step time and batch; the
+ * grid keeps a smoothed examples/s per volunteer and job. A volunteer not
+ * measured on a job yet is estimated by `rateTable` (its speed relative to the
+ * job medians on the jobs it ran, else the median).
+ *
+ * With a single job (no `--jobs`) the grid only routes: no allocation, no
+ * `grid` field in the welcome, data under /data/JOB-NAME/ as before.
+ */
+import { parseArgs } from "node:util";
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { JOBS } from "../client/jobs/registry.ts";
+import { allocate, fairnessError, rateTable, type JobDemand, type Volunteer } from "./alloc.ts";
+import { COORDINATOR_FLAGS, parseCoordinatorArgs, UsageError, type CoordinatorConfig } from "./cli.ts";
+import { gridJobId, type ClientMessage, type JoinMessage, type RejectCode, type ServerMessage } from "./protocol.ts";
+import type { GridRun } from "./server.ts";
+
+/** One entry of `--jobs FILE` or the body of `POST /api/jobs`. */
+export const jobEntrySchema = z
+  .object({
+    id: gridJobId,
+    job: z.string().max(64),
+    weight: z.number().finite().positive().max(1e6).default(1),
+    minWorkers: z.number().int().min(0).max(100_000).default(0),
+    maxWorkers: z.number().int().min(1).max(100_000).default(100_000),
+    priority: z.number().int().min(-1000).max(1000).default(0),
+    flags: z.array(z.string().max(2000)).max(100).default([]),
+  })
+  .strict()
+  .refine((e) => e.minWorkers <= e.maxWorkers, { message: "minWorkers must not exceed maxWorkers" });
+export type JobEntry = z.infer<typeof jobEntrySchema>;
+
+/** Flags that belong to the whole grid, not to one job. */
+const GRID_WIDE = ["port", "host", "token", "state-dir", "jobs", "dist", "no-build", "ice-servers", "ice-transport", "mesh-max", "job", "rebalance-interval"];
+
+/** A job entry with its flags parsed: the configuration its run is built from. */
+export interface JobSpec {
+  readonly entry: JobEntry;
+  readonly cfg: CoordinatorConfig;
+}
+
+/** The command line without `--jobs FILE`: the flags every job starts from. */
+export function baseArgs(argv: readonly string[]): string[] {
+  const { tokens } = parseArgs({ args: [...argv], options: COORDINATOR_FLAGS, strict: false, allowPositionals: true, tokens: true });
+  const skip = new Set<number>();
+  for (const t of tokens ?? []) {
+    if (t.kind === "option" && t.name === "jobs") {
+      skip.add(t.index);
+      if (t.inlineValue === false) skip.add(t.index + 1);
+    }
+  }
+  return argv.filter((_, i) => !skip.has(i));
+}
+
+/** Validate one entry and parse its flags on top of the base flags. Throws UsageError (one line). */
+export function jobSpec(raw: unknown, base: readonly string[]): JobSpec {
+  const parsed = jobEntrySchema.safeParse(raw);
+  const label = typeof raw === "object" && raw !== null && "id" in raw && typeof raw.id === "string" ? `job "${raw.id.slice(0, 40)}"` : "a job";
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new UsageError(`${label}: ${issue ? `${issue.path.join(".") || "entry"}: ${issue.message}` : "invalid entry"}`);
+  }
+  const entry = parsed.data;
+  if (entry.job === "mf") throw new UsageError(`${label}: job mf (model parallel) cannot share the grid; run it alone with --job mf`);
+  if (!JOBS[entry.job]) throw new UsageError(`${label}: unknown job "${entry.job}" (known: ${Object.keys(JOBS).join(", ")})`);
+  let own;
+  try {
+    own = parseArgs({ args: entry.flags, options: COORDINATOR_FLAGS, strict: true, allowPositionals: false });
+  } catch (e) {
+    throw new UsageError(`${label}: ${e instanceof Error ? (e.message.split("\n")[0] ?? "bad flags") : String(e)}`);
+  }
+  const wide = Object.keys(own.values).find((k) => GRID_WIDE.includes(k));
+  if (wide !== undefined) throw new UsageError(`${label}: --${wide} is set for the whole grid, not per job`);
+  try {
+    return { entry, cfg: parseCoordinatorArgs([...base, "--job", entry.job, ...entry.flags]) };
+  } catch (e) {
+    if (e instanceof UsageError) throw new UsageError(`${label}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** Read and check `--jobs FILE`: a JSON array of entries with distinct ids. Throws UsageError (one line). */
+export function readJobsFile(path: string, base: readonly string[]): JobSpec[] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new UsageError(`--jobs: cannot read ${path} (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`--jobs: ${path} is not JSON (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`);
+  }
+  if (!Array.isArray(raw) || raw.length === 0) throw new UsageError(`--jobs: ${path} must hold a non-empty JSON array of jobs`);
+  if (raw.length > 64) throw new UsageError(`--jobs: at most 64 jobs, got ${raw.length}`);
+  const specs: JobSpec[] = [];
+  for (const item of raw) {
+    let spec: JobSpec;
+    try {
+      spec = jobSpec(item, base);
+    } catch (e) {
+      if (e instanceof UsageError) throw new UsageError(`--jobs: ${e.message}`);
+      throw e;
+    }
+    if (specs.some((s) => s.entry.id === spec.entry.id)) throw new UsageError(`--jobs: job id "${spec.entry.id}" appears twice`);
+    specs.push(spec);
+  }
+  return specs;
+}
+
+/** A job on the grid. */
+export interface GridJob {
+  readonly id: string;
+  readonly weight: number;
+  readonly minWorkers: number;
+  readonly maxWorkers: number;
+  readonly priority: number;
+  readonly run: GridRun;
+  /** Key of its data routes and of the pages' shard cache: the id (several jobs) or the job's name (one job). */
+  readonly dataKey: string;
+  readonly added: number;
+  cancelled: boolean;
+}
+
+interface Vol {
+  readonly id: string;
+  readonly send: (m: ServerMessage) => void;
+  name: string;
+  /** Connected and asking for work (joined, or waiting for a job); false after a drop until it joins again. */
+  available: boolean;
+  job: string | null;
+  worker: string | null;
+  /** Identity of the current membership: messages of an older one are not delivered. */
+  member: object | null;
+  /** Smoothed examples/s per job id. */
+  readonly rates: Map<string, number>;
+  /** A `move` is out: the page leaves `from` and joins again. */
+  moving: { from: string; to: string; since: number; reason: string } | null;
+  /** Where its next join goes, and why (after a move, or while it waits). */
+  target: { job: string; reason: string } | null;
+  /** Since when it computed for its current job (utilization), or null. */
+  since: number;
+}
+
+export interface MoveRecord {
+  readonly t: number;
+  readonly volunteer: string;
+  readonly from: string | null;
+  readonly to: string;
+  readonly reason: string;
+}
+
+export interface JobGridOptions {
+  /** Several jobs (allocation, moves, `welcome.grid`), or one job routed as before. */
+  readonly multi: boolean;
+  /** Builds the run of a job submitted later (`POST /api/jobs`); absent: submissions are refused. */
+  readonly submit?: (raw: unknown) => { entry: JobEntry; run: GridRun };
+  /** Periodic rebalancing, ms (default 10 s). */
+  readonly rebalanceMs?: number;
+  /** A move not completed within this long is completed by the coordinator (default 10 s). */
+  readonly moveTimeoutMs?: number;
+  readonly now?: () => number;
+  readonly log?: (line: string) => void;
+}
+
+const MAX_MOVES_KEPT = 300;
+/** Smoothing of measured throughput (weight of the newest report). */
+const RATE_ALPHA = 0.3;
+
+/** open: takes volunteers; finishing: its workers drain and stay; closed: paused or cancelled, its volunteers go elsewhere; over: done or failed. */
+type Phase = "open" | "finishing" | "closed" | "over";
+
+export class JobGrid {
+  private readonly jobs = new Map<string, GridJob>();
+  private readonly order: string[] = [];
+  private readonly vols = new Map<string, Vol>();
+  private nextVol = 1;
+  /** Credential of a membership → its job (a page that rejoins goes back to it when it can). */
+  private readonly credentials = new Map<string, string>();
+  private readonly moves: MoveRecord[] = [];
+  private readonly phases = new Map<string, Phase>();
+  private lastRebalance: number;
+  private readonly now: () => number;
+  readonly multi: boolean;
+  readonly rebalanceMs: number;
+
+  constructor(private readonly opts: JobGridOptions) {
+    this.now = opts.now ?? Date.now;
+    this.multi = opts.multi;
+    this.rebalanceMs = opts.rebalanceMs ?? 10_000;
+    this.lastRebalance = this.now();
+  }
+
+  private log(line: string): void {
+    this.opts.log?.(line);
+  }
+
+  /** Add a job (the first one added is the default job). */
+  add(entry: Pick<JobEntry, "id" | "weight" | "minWorkers" | "maxWorkers" | "priority">, run: GridRun): GridJob {
+    if (this.jobs.has(entry.id)) throw new Error(`job id "${entry.id}" is taken`);
+    const j: GridJob = {
+      id: entry.id,
+      weight: entry.weight,
+      minWorkers: entry.minWorkers,
+      maxWorkers: entry.maxWorkers,
+      priority: entry.priority,
+      run,
+      dataKey: this.multi ? entry.id : run.job.name,
+      added: this.now(),
+      cancelled: false,
+    };
+    this.jobs.set(j.id, j);
+    this.order.push(j.id);
+    this.phases.set(j.id, this.phase(j));
+    if (this.jobs.size > 1) this.rebalance(`job ${j.id} started`);
+    return j;
+  }
+
+  /** `POST /api/jobs`: validate, build, add. */
+  submit(raw: unknown): { ok: true; job: GridJob } | { ok: false; status: number; error: string } {
+    if (!this.multi || !this.opts.submit) return { ok: false, status: 409, error: "this coordinator runs one job; start it with --jobs FILE to take more" };
+    const id = typeof raw === "object" && raw !== null && "id" in raw ? raw.id : undefined;
+    if (typeof id === "string" && this.jobs.has(id)) return { ok: false, status: 409, error: `job id "${id}" is taken` };
+    try {
+      const { entry, run } = this.opts.submit(raw);
+      this.log(`job ${entry.id} (${run.job.name}) submitted: weight ${entry.weight}, workers ${entry.minWorkers}..${entry.maxWorkers}, priority ${entry.priority}`);
+      return { ok: true, job: this.add(entry, run) };
+    } catch (e) {
+      return { ok: false, status: 400, error: e instanceof Error ? e.message : String(e) };
+    }
+  }
+
+  get defaultJob(): GridJob {
+    return this.jobs.get(this.order[0] as string) as GridJob;
+  }
+
+  job(id: string): GridJob | undefined {
+    return this.jobs.get(id);
+  }
+
+  all(): GridJob[] {
+    return this.order.map((id) => this.jobs.get(id) as GridJob);
+  }
+
+  /** The job whose data routes use `key`. */
+  byDataKey(key: string): GridJob | undefined {
+    return this.all().find((j) => j.dataKey === key);
+  }
+
+  /** Largest model of any job this grid may run (caps binary uploads). */
+  maxParameters(): number {
+    return Math.max(...this.all().map((j) => j.run.job.parameters), ...Object.values(JOBS).map((d) => d.parameters));
+  }
+
+  ownsPeerId(peerId: string, token: string): boolean {
+    return this.all().some((j) => j.run.ownsPeerId(peerId, token));
+  }
+
+  private phase(j: GridJob): Phase {
+    const s = j.run.state;
+    if (s === "done" || s === "failed") return "over";
+    if (j.run.isFinishing?.() === true) return "finishing";
+    if (j.cancelled || s === "paused") return "closed";
+    return "open";
+  }
+
+  // ------------------------------------------------------------ volunteers
+
+  /** A control connection opened. */
+  connect(send: (m: ServerMessage) => void): string {
+    const id = `v${this.nextVol++}`;
+    this.vols.set(id, { id, send, name: "", available: false, job: null, worker: null, member: null, rates: new Map(), moving: null, target: null, since: 0 });
+    return id;
+  }
+
+  /** Is this connection a live worker of some job? */
+  isLive(vid: string): boolean {
+    const v = this.vols.get(vid);
+    if (!v || v.job === null || v.worker === null) return false;
+    return this.jobs.get(v.job)?.run.isLive(v.worker) === true;
+  }
+
+  /** The job and worker id of a connection (tests, logs). */
+  membership(vid: string): { job: string; worker: string } | null {
+    const v = this.vols.get(vid);
+    return v?.job != null && v.worker !== null ? { job: v.job, worker: v.worker } : null;
+  }
+
+  /** A `join`: give the volunteer a job and make it a worker there. */
+  join(vid: string, msg: JoinMessage): { ok: true; job: string; id: string } | { ok: false; reason: string } {
+    const v = this.vols.get(vid);
+    if (!v) return { ok: false, reason: "unknown connection" };
+    v.name = (msg.name ?? "").slice(0, 60);
+    if (!this.multi) {
+      const j = this.defaultJob;
+      return this.enter(v, j, msg, "");
+    }
+    v.available = true;
+    let target: { job: string; reason: string } | null = null;
+    const t = v.target;
+    v.target = null;
+    if (t && this.phase(this.jobs.get(t.job) as GridJob) === "open") target = t;
+    const cj = msg.rejoin !== undefined ? this.credentials.get(msg.rejoin) : undefined;
+    if (!target && cj !== undefined && this.jobs.get(cj) && this.phase(this.jobs.get(cj) as GridJob) === "open") target = { job: cj, reason: `back to job ${cj}, where it worked before` };
+    if (!target) {
+      const plan = this.plan();
+      const want = plan.assignment.get(v.id) ?? null;
+      if (want !== null) target = { job: want, reason: this.joinReason(want, plan.assignment) };
+    }
+    if (!target) return { ok: false, reason: "no job needs volunteers now; this page waits for one" };
+    const j = this.jobs.get(target.job) as GridJob;
+    const { rejoin, ...fresh } = msg;
+    const r = this.enter(v, j, cj === target.job && rejoin !== undefined ? msg : fresh, target.reason);
+    if (r.ok) this.rebalance(`volunteer ${v.id} joined`, true);
+    return r;
+  }
+
+  private enter(v: Vol, j: GridJob, msg: JoinMessage, reason: string): { ok: true; job: string; id: string } | { ok: false; reason: string } {
+    const token = {};
+    v.member = token;
+    const send = (m: ServerMessage): void => {
+      if (v.member !== token) return;
+      let out = m;
+      if (m.type === "welcome") {
+        this.credentials.set(m.credential, j.id);
+        if (this.credentials.size > 100_000) this.credentials.delete(this.credentials.keys().next().value as string);
+        if (this.multi) out = { ...m, grid: { job: j.id, reason: reason.slice(0, 300) } };
+      }
+      v.send(out);
+      if (m.type === "dropped") {
+        // Out of the view (straggler, paused, organizer): it asks again with `join` when it wants to work.
+        v.job = null;
+        v.worker = null;
+        v.member = null;
+        v.available = false;
+        v.since = 0;
+        if (this.multi) this.rebalance(`volunteer ${v.id} dropped from job ${j.id}`, true);
+      }
+    };
+    const r = j.run.join(msg, send);
+    if (!r.ok) {
+      v.member = null;
+      return r;
+    }
+    if (v.member === token) {
+      v.job = j.id;
+      v.worker = r.id;
+      v.since = this.now();
+    }
+    return { ok: true, job: j.id, id: r.id };
+  }
+
+  /** A validated message of a joined volunteer, for its job. */
+  onMessage(vid: string, msg: ClientMessage): void {
+    const v = this.vols.get(vid);
+    if (!v || v.job === null || v.worker === null) return;
+    const j = this.jobs.get(v.job) as GridJob;
+    if (msg.type === "clock" && msg.stepMs > 0 && msg.batch > 0) {
+      const r = (msg.batch * 1000) / msg.stepMs;
+      const old = v.rates.get(j.id);
+      v.rates.set(j.id, old === undefined ? r : (1 - RATE_ALPHA) * old + RATE_ALPHA * r);
+    }
+    if (msg.type === "leave" && v.moving) {
+      this.completeMove(v);
+      return;
+    }
+    if (msg.type === "leave") v.available = false;
+    j.run.onMessage(v.worker, msg);
+  }
+
+  onBinary(vid: string, bytes: Uint8Array): string | null {
+    const v = this.vols.get(vid);
+    if (!v || v.job === null || v.worker === null) return "not an active worker";
+    return (this.jobs.get(v.job) as GridJob).run.onBinary(v.worker, bytes);
+  }
+
+  countRejection(vid: string, code: RejectCode): void {
+    const v = this.vols.get(vid);
+    if (v?.job != null && v.worker !== null) this.jobs.get(v.job)?.run.countRejection?.(v.worker, code);
+  }
+
+  /** Drop a misbehaving connection's worker. */
+  drop(vid: string, detail: string): void {
+    const v = this.vols.get(vid);
+    if (v?.job != null && v.worker !== null) this.jobs.get(v.job)?.run.drop(v.worker, "misbehaving", detail, null);
+  }
+
+  /** The control connection closed. */
+  disconnect(vid: string): void {
+    const v = this.vols.get(vid);
+    if (!v) return;
+    this.vols.delete(vid);
+    v.member = null;
+    if (v.job !== null && v.worker !== null) this.jobs.get(v.job)?.run.remove(v.worker, "left", "connection closed");
+    if (this.multi && v.available) this.rebalance(`volunteer ${v.id} left`, true);
+  }
+
+  // ------------------------------------------------------------ allocation and moves
+
+  private demands(): JobDemand[] {
+    return this.all()
+      .filter((j) => this.phase(j) === "open")
+      .map((j) => ({ id: j.id, weight: j.weight, minWorkers: j.minWorkers, maxWorkers: j.maxWorkers, priority: j.priority }));
+  }
+
+  /** Where a volunteer's work goes now (a move in flight counts as done). */
+  private heading(v: Vol): string | null {
+    return v.moving?.to ?? v.target?.job ?? v.job;
+  }
+
+  /** Volunteers free to allocate: connected, asking for work, not held by a job that is finishing. */
+  private pool(): Volunteer[] {
+    const out: Volunteer[] = [];
+    for (const v of this.vols.values()) {
+      if (!v.available) continue;
+      const held = v.job !== null ? this.jobs.get(v.job) : undefined;
+      if (!v.moving && held && this.phase(held) === "finishing") continue;
+      const cur = this.heading(v);
+      out.push({ id: v.id, rates: v.rates, current: cur !== null && this.jobs.has(cur) ? cur : null });
+    }
+    return out;
+  }
+
+  private plan(): { jobs: JobDemand[]; pool: Volunteer[]; assignment: Map<string, string | null> } {
+    const jobs = this.demands();
+    const pool = this.pool();
+    return { jobs, pool, assignment: allocate(jobs, pool) };
+  }
+
+  private joinReason(job: string, a: ReadonlyMap<string, string | null>): string {
+    const j = this.jobs.get(job) as GridJob;
+    const n = [...a.values()].filter((x) => x === job).length;
+    const open = this.demands();
+    const total = open.reduce((s, d) => s + d.weight, 0);
+    return `weighted fair share: job ${job} (weight ${j.weight} of ${total}) gets ${n} of ${a.size} volunteers`;
+  }
+
+  /**
+   * Compute the allocation and move the volunteers whose job changed.
+   * `quiet`: a routine trigger (a join, a leave) that does not restart the period.
+   */
+  rebalance(trigger: string, quiet = false): void {
+    if (!this.multi) return;
+    if (!quiet) this.lastRebalance = this.now();
+    const { assignment } = this.plan();
+    for (const [vid, want] of assignment) {
+      const v = this.vols.get(vid) as Vol;
+      const cur = this.heading(v);
+      if (want === null || want === cur) continue;
+      this.startMove(v, want, `${trigger}; ${this.joinReason(want, assignment)}`);
+    }
+  }
+
+  private startMove(v: Vol, to: string, reason: string): void {
+    const j = this.jobs.get(to) as GridJob;
+    const from = v.job;
+    this.moves.push({ t: this.now(), volunteer: v.id, from: v.moving?.from ?? from, to, reason });
+    if (this.moves.length > MAX_MOVES_KEPT) this.moves.splice(0, this.moves.length - MAX_MOVES_KEPT);
+    this.log(`move ${v.id}${v.name ? ` (${v.name})` : ""}: ${from ?? "no job"} → ${to}: ${reason}`);
+    v.send({ type: "move", job: to, name: j.run.job.name, reason: reason.slice(0, 300) });
+    const old = from !== null ? this.jobs.get(from) : undefined;
+    if (v.moving) {
+      v.moving.to = to;
+      v.moving.reason = reason;
+    } else if (old && v.worker !== null && old.run.state !== "done" && old.run.state !== "failed" && old.run.isLive(v.worker)) {
+      v.moving = { from: old.id, to, since: this.now(), reason };
+    } else {
+      // Not in a running job (waiting, or its job is over): its next join goes to `to`.
+      v.job = null;
+      v.worker = null;
+      v.member = null;
+      v.since = 0;
+      v.target = { job: to, reason };
+    }
+  }
+
+  /** The page left its old job after a `move` (or did not in time): a clean `left`, then its next join goes to the new job. */
+  private completeMove(v: Vol): void {
+    const m = v.moving;
+    if (!m) return;
+    v.moving = null;
+    if (v.job !== null && v.worker !== null) this.jobs.get(v.job)?.run.remove(v.worker, "left", `moved to job ${m.to}`);
+    v.job = null;
+    v.worker = null;
+    v.member = null;
+    v.since = 0;
+    v.target = { job: m.to, reason: m.reason };
+  }
+
+  /** Periodic: every job's tick, phase changes, move timeouts, the rebalancing period. */
+  tick(intervalMs?: number): void {
+    for (const j of this.all()) j.run.tick(intervalMs);
+    if (!this.multi) return;
+    const now = this.now();
+    const changed: string[] = [];
+    for (const j of this.all()) {
+      const p = this.phase(j);
+      const was = this.phases.get(j.id);
+      if (p === was) continue;
+      this.phases.set(j.id, p);
+      changed.push(`job ${j.id} ${p === "over" ? `is ${j.run.state}` : p === "finishing" ? "is finishing" : j.cancelled ? "was cancelled" : p === "closed" ? "was paused" : "was resumed"}`);
+    }
+    // A cancelled job ends once its volunteers have moved away.
+    for (const j of this.all()) {
+      if (!j.cancelled || this.phase(j) === "over") continue;
+      const held = [...this.vols.values()].some((v) => v.job === j.id && v.worker !== null && j.run.isLive(v.worker));
+      if (!held) j.run.control("stop");
+    }
+    for (const v of this.vols.values()) {
+      if (v.moving && now - v.moving.since > (this.opts.moveTimeoutMs ?? 10_000)) {
+        this.log(`move ${v.id}: no leave from the page in time; taking it out of job ${v.moving.from}`);
+        this.completeMove(v);
+      }
+    }
+    if (changed.length > 0) this.rebalance(changed.join(", "));
+    else if (now - this.lastRebalance >= this.rebalanceMs) this.rebalance("periodic rebalance");
+  }
+
+  /** Organizer: cancel a job (its volunteers move away, then it stops without a target). */
+  cancel(id: string): boolean {
+    const j = this.jobs.get(id);
+    if (!j || this.phase(j) === "over") return false;
+    j.cancelled = true;
+    this.phases.set(j.id, this.phase(j));
+    this.rebalance(`job ${id} cancelled`);
+    return true;
+  }
+
+  /** A control changed a job's state (pause, resume, stop): rebalance now rather than at the next tick. */
+  controlled(id: string, what: string): void {
+    const j = this.jobs.get(id);
+    if (!j) return;
+    const p = this.phase(j);
+    if (p === this.phases.get(id)) return;
+    this.phases.set(id, p);
+    this.rebalance(`job ${id} ${what}`);
+  }
+
+  // ------------------------------------------------------------ status
+
+  /** Share of throughput per job now: target (weights of the open jobs) and actual (measured rates). */
+  shares(): { targets: Map<string, number>; actual: Map<string, number>; fairness: number; counts: Map<string, number> } {
+    const jobs = this.demands();
+    const pool = this.pool();
+    const current = new Map(pool.map((p) => [p.id, p.current]));
+    const rate = rateTable(jobs, pool);
+    const totals = new Map<string, number>();
+    const counts = new Map<string, number>();
+    let all = 0;
+    for (const v of this.vols.values()) {
+      if (v.job === null || v.worker === null) continue;
+      counts.set(v.job, (counts.get(v.job) ?? 0) + 1);
+      const r = rate.get(v.id)?.get(v.job);
+      if (r === undefined) continue;
+      totals.set(v.job, (totals.get(v.job) ?? 0) + r);
+      all += r;
+    }
+    const weights = jobs.reduce((s, j) => s + j.weight, 0);
+    const targets = new Map(jobs.map((j) => [j.id, weights > 0 ? j.weight / weights : 0]));
+    const actual = new Map([...totals].map(([k, x]) => [k, all > 0 ? x / all : 0]));
+    return { targets, actual, fairness: fairnessError(jobs, pool, current), counts };
+  }
+
+  /** One job as `GET /api/jobs/ID/status` shows it: its entry, its share, and its run's status. */
+  jobStatus(id: string, shares = this.shares()): Record<string, unknown> | null {
+    const j = this.jobs.get(id);
+    if (!j) return null;
+    return {
+      id: j.id,
+      weight: j.weight,
+      minWorkers: j.minWorkers,
+      maxWorkers: j.maxWorkers,
+      priority: j.priority,
+      cancelled: j.cancelled,
+      share: { target: shares.targets.get(j.id) ?? 0, actual: shares.actual.get(j.id) ?? 0 },
+      volunteers: shares.counts.get(j.id) ?? 0,
+      ...j.run.status(),
+    };
+  }
+
+  /** `GET /api/jobs`. */
+  list(): Record<string, unknown> {
+    const s = this.shares();
+    const now = this.now();
+    return {
+      jobs: this.order.map((id) => this.jobStatus(id, s)),
+      fairnessError: s.fairness,
+      rebalanceMs: this.rebalanceMs,
+      volunteers: [...this.vols.values()].map((v) => ({
+        id: v.id,
+        name: v.name,
+        job: v.job,
+        worker: v.worker,
+        moving: v.moving ? v.moving.to : null,
+        computingMs: v.job !== null && v.since > 0 ? now - v.since : 0,
+        rates: Object.fromEntries([...v.rates].map(([k, r]) => [k, Math.round(r)])),
+      })),
+      moves: this.moves.slice(-100),
+    };
+  }
+}

@@ -1,0 +1,288 @@
+/**
+ * Several jobs on one grid (coordinator/jobs.ts): the jobs file, allocation of
+ * joining volunteers, moves when a job ends or is paused, and the HTTP API.
+ * Node only: tiny JobRuns, fake pages that answer like the real one.
+ */
+import { tinyJobOptions } from "../support/tiny-run.ts";
+import { afterAll, describe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { UsageError } from "../../coordinator/cli.ts";
+import { JobRun } from "../../coordinator/job.ts";
+import { baseArgs, JobGrid, jobSpec, readJobsFile } from "../../coordinator/jobs.ts";
+import { startServer, type RunningServer } from "../../coordinator/server.ts";
+import { parseServerMessage, type ServerMessage } from "../../coordinator/protocol.ts";
+
+const ROOT = resolve(import.meta.dirname, "..", "..");
+const JOIN = { type: "join" as const, backend: "cpu" as const, kernel: "k", adapter: "a" };
+
+function jobsFile(entries: unknown): string {
+  const path = join(mkdtempSync(join(tmpdir(), "grid-jobs-")), "jobs.json");
+  writeFileSync(path, typeof entries === "string" ? entries : JSON.stringify(entries));
+  return path;
+}
+
+describe("--jobs FILE", () => {
+  it("parses each entry's flags on top of the command line, with defaults", () => {
+    const base = baseArgs(["--port", "0", "--jobs", "x.json", "--staleness", "4", "--jobs=y.json"]);
+    expect(base).toEqual(["--port", "0", "--staleness", "4"]);
+    const specs = readJobsFile(
+      jobsFile([
+        { id: "a", job: "mnist-softmax", weight: 2, flags: ["--target-accuracy", "0.8"] },
+        { id: "b", job: "mnist-mlp", weight: 1, minWorkers: 1, maxWorkers: 3, priority: 2, flags: ["--staleness", "1"] },
+      ]),
+      base,
+    );
+    expect(specs.map((s) => s.entry)).toEqual([
+      { id: "a", job: "mnist-softmax", weight: 2, minWorkers: 0, maxWorkers: 100_000, priority: 0, flags: ["--target-accuracy", "0.8"] },
+      { id: "b", job: "mnist-mlp", weight: 1, minWorkers: 1, maxWorkers: 3, priority: 2, flags: ["--staleness", "1"] },
+    ]);
+    expect(specs[0]?.cfg.targetAccuracy).toBe(0.8);
+    expect(specs[0]?.cfg.consistency.staleness).toBe(4);
+    expect(specs[1]?.cfg.job).toBe("mnist-mlp");
+    expect(specs[1]?.cfg.consistency.staleness).toBe(1);
+  });
+
+  it("refuses bad entries with one line naming the job", () => {
+    const cases: [unknown, RegExp][] = [
+      [[{ id: "a", job: "mf" }], /job "a": job mf .* cannot share the grid/],
+      [[{ id: "a", job: "nope" }], /job "a": unknown job "nope"/],
+      [[{ id: "a", job: "mnist-softmax", flags: ["--port", "1"] }], /job "a": --port is set for the whole grid/],
+      [[{ id: "a", job: "mnist-softmax", flags: ["--staleness", "x"] }], /job "a": --staleness wants a whole number/],
+      [[{ id: "a", job: "mnist-softmax", flags: ["--bogus"] }], /job "a": .*bogus/],
+      [[{ id: "a", job: "mnist-softmax", weight: 0 }], /job "a": weight: /],
+      [[{ id: "a", job: "mnist-softmax", minWorkers: 5, maxWorkers: 2 }], /minWorkers must not exceed maxWorkers/],
+      [[{ id: "a", job: "mnist-softmax", extra: 1 }], /job "a": .*extra/],
+      [[{ id: "A b", job: "mnist-softmax" }], /id: /],
+      [[{ id: "a", job: "mnist-softmax" }, { id: "a", job: "mnist-mlp" }], /"a" appears twice/],
+      [[], /non-empty JSON array/],
+      ["{not json", /is not JSON/],
+    ];
+    for (const [entries, want] of cases) {
+      let err: unknown;
+      try {
+        readJobsFile(jobsFile(entries), []);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(UsageError);
+      const msg = (err as Error).message;
+      expect(msg).toMatch(want);
+      expect(msg).toMatch(/^--jobs: /);
+      expect(msg.includes("\n")).toBe(false);
+    }
+  });
+
+  it("the coordinator exits with status 2 and one line on a bad jobs file", () => {
+    const path = jobsFile([{ id: "a", job: "mf" }]);
+    const r = spawnSync(join(ROOT, "node_modules/.bin/tsx"), ["coordinator/main.ts", "--no-build", "--jobs", path], { cwd: ROOT, encoding: "utf8", timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split("\n")).toEqual([`grid: --jobs: job "a": job mf (model parallel) cannot share the grid; run it alone with --job mf`]);
+  });
+});
+
+/** A page as the grid sees it: the messages it got, and its answers to `move`. */
+class FakePage {
+  readonly got: ServerMessage[] = [];
+  readonly vid: string;
+  constructor(private readonly grid: JobGrid) {
+    this.vid = grid.connect((m) => {
+      // Every message must pass the page's own validation.
+      const p = parseServerMessage(JSON.stringify(m));
+      if (!p.ok) throw new Error(`invalid server message: ${p.message}`);
+      this.got.push(p.value);
+    });
+  }
+  join(): void {
+    this.grid.join(this.vid, JOIN);
+  }
+  last<T extends ServerMessage["type"]>(type: T): Extract<ServerMessage, { type: T }> | undefined {
+    return this.got.filter((m): m is Extract<ServerMessage, { type: T }> => m.type === type).at(-1);
+  }
+  /** Answer a move as the page does: last clock, leave, join again. */
+  move(clock: number): void {
+    this.grid.onMessage(this.vid, { type: "final", clock });
+    this.grid.onMessage(this.vid, { type: "leave" });
+    this.join();
+  }
+  clock(clock: number, stepMs = 10): void {
+    this.grid.onMessage(this.vid, { type: "clock", clock, minApplied: 0, loss: 1, stepMs, batch: 8, examples: clock * 8, bytesIn: 0, bytesOut: 0, peers: 0 });
+  }
+}
+
+function twoJobs(now: () => number): { grid: JobGrid; a: JobRun; b: JobRun } {
+  const grid = new JobGrid({ multi: true, rebalanceMs: 5000, now });
+  const a = new JobRun(tinyJobOptions({ now, viewBatchMs: 0 }));
+  const b = new JobRun(tinyJobOptions({ now, viewBatchMs: 0 }));
+  grid.add({ id: "a", weight: 2, minWorkers: 0, maxWorkers: 100, priority: 0 }, a);
+  grid.add({ id: "b", weight: 1, minWorkers: 0, maxWorkers: 100, priority: 0 }, b);
+  return { grid, a, b };
+}
+
+const counts = (grid: JobGrid, pages: FakePage[]): Record<string, number> => {
+  const c: Record<string, number> = {};
+  for (const p of pages) {
+    const m = grid.membership(p.vid);
+    if (m) c[m.job] = (c[m.job] ?? 0) + 1;
+  }
+  return c;
+};
+
+describe("volunteers shared between jobs", () => {
+  it("gives six joining volunteers 4:2 to jobs weighted 2:1 and says which job and why", () => {
+    let t = 1000;
+    const { grid } = twoJobs(() => t);
+    const pages = Array.from({ length: 6 }, () => new FakePage(grid));
+    for (const p of pages) {
+      p.join();
+      t += 100;
+    }
+    expect(counts(grid, pages)).toEqual({ a: 4, b: 2 });
+    for (const p of pages) {
+      const w = p.last("welcome");
+      expect(w?.grid?.job).toBe(grid.membership(p.vid)?.job);
+      expect(w?.grid?.reason).toMatch(/weighted fair share: job [ab] \(weight [12] of 3\)/);
+    }
+    // Nobody was moved to get there, and a rebalance with equal measured rates keeps it.
+    expect(pages.every((p) => p.last("move") === undefined)).toBe(true);
+    pages.forEach((p, i) => p.clock(i + 1));
+    t += 6000;
+    grid.tick();
+    expect(pages.every((p) => p.last("move") === undefined)).toBe(true);
+    const list = grid.list() as { jobs: { id: string; share: { target: number; actual: number }; volunteers: number }[]; fairnessError: number };
+    expect(list.jobs.map((j) => [j.id, j.volunteers, j.share.target])).toEqual([["a", 4, 2 / 3], ["b", 2, 1 / 3]]);
+    expect(list.jobs[0]?.share.actual).toBeCloseTo(2 / 3);
+    expect(list.fairnessError).toBeLessThan(1e-9);
+  });
+
+  it("moves a finished job's volunteers to the other job: a clean leave, then an ordinary join", () => {
+    let t = 1000;
+    const { grid, a, b } = twoJobs(() => t);
+    const pages = Array.from({ length: 6 }, () => new FakePage(grid));
+    for (const p of pages) p.join();
+    const onA = pages.filter((p) => grid.membership(p.vid)?.job === "a");
+    onA.forEach((p, i) => p.clock(3 + i));
+    // Job a reaches its end: its workers stop, report, drain, digest.
+    a.finish("target reached");
+    grid.tick();
+    expect(onA.every((p) => p.last("move") === undefined)).toBe(true); // finishing: they stay to drain
+    for (const p of onA) grid.onMessage(p.vid, { type: "final", clock: 9 });
+    for (const p of onA) grid.onMessage(p.vid, { type: "digest", digest: { sum: 1, l2: 1, proj: [1] }, vector: {} });
+    expect(a.state).toBe("done");
+    t += 500;
+    grid.tick();
+    for (const p of onA) {
+      const mv = p.last("move");
+      expect(mv?.job).toBe("b");
+      expect(mv?.reason).toMatch(/job a is done/);
+      p.move(9);
+      expect(grid.membership(p.vid)?.job).toBe("b");
+      expect(p.last("welcome")?.grid?.job).toBe("b");
+    }
+    expect(counts(grid, pages)).toEqual({ b: 6 });
+    const bs = b.status() as { workers: { state: string }[] };
+    expect(bs.workers.filter((w) => w.state === "active")).toHaveLength(6);
+    const moves = (grid.list() as { moves: { from: string; to: string }[] }).moves;
+    expect(moves.filter((m) => m.from === "a" && m.to === "b")).toHaveLength(4);
+  });
+
+  it("a paused job's volunteers move away and come back on resume; a moving worker counts as left, not dropped", () => {
+    let t = 1000;
+    const { grid, a, b } = twoJobs(() => t);
+    const pages = Array.from({ length: 3 }, () => new FakePage(grid));
+    for (const p of pages) p.join();
+    const onB = pages.filter((p) => grid.membership(p.vid)?.job === "b");
+    expect(onB).toHaveLength(1);
+    const bWorker = grid.membership(onB[0]!.vid)!.worker;
+    onB[0]!.clock(5);
+    b.control("pause");
+    grid.controlled("b", "was paused");
+    const mv = onB[0]!.last("move");
+    expect(mv).toMatchObject({ type: "move", job: "a", name: "mnist-softmax" });
+    expect(mv?.reason).toMatch(/job b was paused/);
+    onB[0]!.move(7);
+    const st = b.status() as { workers: { id: string; state: string; clock: number }[]; events: { kind: string; worker?: string; detail?: string }[] };
+    expect(st.workers.find((w) => w.id === bWorker)).toMatchObject({ state: "left", clock: 7 });
+    expect(st.events.find((e) => e.kind === "left" && e.worker === bWorker)?.detail).toBe("moved to job a");
+    expect(counts(grid, pages)).toEqual({ a: 3 });
+    b.control("resume");
+    grid.controlled("b", "was resumed");
+    const back = pages.filter((p) => p.last("move")?.job === "b");
+    expect(back).toHaveLength(1);
+    back[0]!.move(12);
+    expect(counts(grid, pages)).toEqual({ a: 2, b: 1 });
+    expect(a.state).toBe("running");
+  });
+
+  it("a page that does not answer a move is taken out of its old job after the timeout", () => {
+    let t = 1000;
+    const { grid, b } = twoJobs(() => t);
+    const pages = Array.from({ length: 3 }, () => new FakePage(grid));
+    for (const p of pages) p.join();
+    const p = pages.find((x) => grid.membership(x.vid)?.job === "b")!;
+    grid.cancel("b");
+    expect(p.last("move")?.job).toBe("a");
+    t += 11_000;
+    grid.tick();
+    expect(grid.membership(p.vid)).toBeNull();
+    expect(b.state).toBe("done");
+    p.join();
+    expect(grid.membership(p.vid)?.job).toBe("a");
+  });
+});
+
+describe("the grid's HTTP API", () => {
+  let server: RunningServer;
+  const token = "unit-test-token-456";
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it("lists jobs, gives one, takes submissions with the token, controls one job", async () => {
+    const grid = new JobGrid({
+      multi: true,
+      submit: (raw) => {
+        const spec = jobSpec(raw, []);
+        return { entry: spec.entry, run: new JobRun(tinyJobOptions({ targetAccuracy: spec.cfg.targetAccuracy })) };
+      },
+    });
+    grid.add({ id: "a", weight: 2, minWorkers: 0, maxWorkers: 10, priority: 0 }, new JobRun(tinyJobOptions()));
+    server = await startServer({ host: "127.0.0.1", port: 0, token, distDir: join(ROOT, "dist"), grid });
+    const get = async (path: string): Promise<{ status: number; body: Record<string, unknown> }> => {
+      const r = await fetch(server.url + path);
+      return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+    };
+    const post = async (path: string, body: unknown, auth = true): Promise<{ status: number; body: Record<string, unknown> }> => {
+      const r = await fetch(server.url + path, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", ...(auth ? { Authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify(body),
+      });
+      return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+    };
+    const entry = { id: "b", job: "mnist-softmax", weight: 1, flags: ["--target-accuracy", "0.5"] };
+    expect((await post("/api/jobs", entry, false)).status).toBe(401);
+    const bad = await post("/api/jobs", { id: "b", job: "mf" });
+    expect(bad.status).toBe(400);
+    expect(bad.body["error"]).toMatch(/job mf/);
+    expect((await post("/api/jobs", { id: "b", job: "mnist-softmax", flags: ["--port", "1"] })).status).toBe(400);
+    const ok = await post("/api/jobs", entry);
+    expect(ok.status).toBe(201);
+    expect(ok.body).toMatchObject({ id: "b", weight: 1, job: { name: "mnist-softmax", state: "running" }, target: { accuracy: 0.5 } });
+    expect((await post("/api/jobs", entry)).status).toBe(409);
+    const list = await get("/api/jobs");
+    expect((list.body["jobs"] as { id: string }[]).map((j) => j.id)).toEqual(["a", "b"]);
+    expect((await get("/api/jobs/b/status")).body).toMatchObject({ id: "b", share: { target: 1 / 3 } });
+    expect((await get("/api/jobs/zz/status")).status).toBe(404);
+    // /api/status is the default (first) job.
+    expect((await get("/api/status")).body).toMatchObject({ job: { name: "mnist-softmax" } });
+    expect((await post("/api/control", { action: "pause", job: "b" }, false)).status).toBe(401);
+    expect((await post("/api/control", { action: "pause", job: "zz" })).status).toBe(404);
+    expect((await post("/api/control", { action: "pause", job: "b" })).body).toMatchObject({ ok: true, job: "b", state: "paused" });
+    expect((await get("/api/jobs/a/status")).body).toMatchObject({ job: { state: "running" } });
+    expect((await post("/api/control", { action: "cancel", job: "b" })).body).toMatchObject({ ok: true, job: "b" });
+    expect((await get("/api/jobs/b/status")).body).toMatchObject({ cancelled: true });
+  });
+});
