@@ -176,6 +176,12 @@ export interface JobGridOptions {
   readonly multi: boolean;
   /** Builds the run of a job submitted later (`POST /api/jobs`); absent: submissions are refused. */
   readonly submit?: (raw: unknown) => { entry: JobEntry; run: GridRun };
+  /**
+   * Hysteresis: a move must raise the lower normalized share of the two jobs
+   * by this fraction (default 0.2: rates measured on shared machines vary by
+   * that much between reports, and a move costs a leave and a snapshot).
+   */
+  readonly margin?: number;
   /** Periodic rebalancing, ms (default 10 s). */
   readonly rebalanceMs?: number;
   /** A move not completed within this long is completed by the coordinator (default 10 s). */
@@ -418,10 +424,22 @@ export class JobGrid {
 
   // ------------------------------------------------------------ allocation and moves
 
+  /**
+   * What each job asks for now. A paused job keeps one of its volunteers
+   * (idle, holding the model: a job's state lives in its replicas, and its
+   * other volunteers take a snapshot from it when it resumes); the others go
+   * elsewhere. Finishing, cancelled and ended jobs ask for nobody.
+   */
   private demands(): JobDemand[] {
-    return this.all()
-      .filter((j) => this.phase(j) === "open")
-      .map((j) => ({ id: j.id, weight: j.weight, minWorkers: j.minWorkers, maxWorkers: j.maxWorkers, priority: j.priority }));
+    const out: JobDemand[] = [];
+    for (const j of this.all()) {
+      const p = this.phase(j);
+      if (p === "open") out.push({ id: j.id, weight: j.weight, minWorkers: j.minWorkers, maxWorkers: j.maxWorkers, priority: j.priority });
+      else if (p === "closed" && !j.cancelled && [...this.vols.values()].some((v) => v.available && this.heading(v) === j.id)) {
+        out.push({ id: j.id, weight: j.weight, minWorkers: 1, maxWorkers: 1, priority: j.priority });
+      }
+    }
+    return out;
   }
 
   /** Where a volunteer's work goes now (a move in flight counts as done). */
@@ -445,7 +463,7 @@ export class JobGrid {
   private plan(): { jobs: JobDemand[]; pool: Volunteer[]; assignment: Map<string, string | null> } {
     const jobs = this.demands();
     const pool = this.pool();
-    return { jobs, pool, assignment: allocate(jobs, pool) };
+    return { jobs, pool, assignment: allocate(jobs, pool, { margin: this.opts.margin ?? 0.2 }) };
   }
 
   private joinReason(job: string, a: ReadonlyMap<string, string | null>): string {

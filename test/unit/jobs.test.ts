@@ -188,31 +188,39 @@ describe("volunteers shared between jobs", () => {
     expect(moves.filter((m) => m.from === "a" && m.to === "b")).toHaveLength(4);
   });
 
-  it("a paused job's volunteers move away and come back on resume; a moving worker counts as left, not dropped", () => {
+  it("a paused job keeps one volunteer holding its model, the others move away and come back on resume; a mover counts as left, not dropped", () => {
     let t = 1000;
     const { grid, a, b } = twoJobs(() => t);
-    const pages = Array.from({ length: 3 }, () => new FakePage(grid));
+    const pages = Array.from({ length: 6 }, () => new FakePage(grid));
     for (const p of pages) p.join();
     const onB = pages.filter((p) => grid.membership(p.vid)?.job === "b");
-    expect(onB).toHaveLength(1);
-    const bWorker = grid.membership(onB[0]!.vid)!.worker;
-    onB[0]!.clock(5);
+    expect(onB).toHaveLength(2);
+    onB.forEach((p, i) => p.clock(5, 10 + i));
     b.control("pause");
     grid.controlled("b", "was paused");
-    const mv = onB[0]!.last("move");
+    const movers = onB.filter((p) => p.last("move") !== undefined);
+    expect(movers).toHaveLength(1);
+    const mover = movers[0]!;
+    const bWorker = grid.membership(mover.vid)!.worker;
+    const mv = mover.last("move");
     expect(mv).toMatchObject({ type: "move", job: "a", name: "mnist-softmax" });
     expect(mv?.reason).toMatch(/job b was paused/);
-    onB[0]!.move(7);
+    mover.move(7);
     const st = b.status() as { workers: { id: string; state: string; clock: number }[]; events: { kind: string; worker?: string; detail?: string }[] };
     expect(st.workers.find((w) => w.id === bWorker)).toMatchObject({ state: "left", clock: 7 });
     expect(st.events.find((e) => e.kind === "left" && e.worker === bWorker)?.detail).toBe("moved to job a");
-    expect(counts(grid, pages)).toEqual({ a: 3 });
+    expect(counts(grid, pages)).toEqual({ a: 5, b: 1 });
+    // Nobody joins a paused job, and a periodic rebalance keeps it so.
+    t += 6000;
+    grid.tick();
+    expect(counts(grid, pages)).toEqual({ a: 5, b: 1 });
     b.control("resume");
     grid.controlled("b", "was resumed");
     const back = pages.filter((p) => p.last("move")?.job === "b");
     expect(back).toHaveLength(1);
+    expect(back[0]!.last("move")?.reason).toMatch(/job b was resumed/);
     back[0]!.move(12);
-    expect(counts(grid, pages)).toEqual({ a: 2, b: 1 });
+    expect(counts(grid, pages)).toEqual({ a: 4, b: 2 });
     expect(a.state).toBe("running");
   });
 
