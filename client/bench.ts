@@ -49,6 +49,8 @@ export interface BenchOptions {
   readonly batch?: number;
   /** Training steps timed per implementation (after 2 warm-ups); default 20. */
   readonly trainSteps?: number;
+  /** Which sections to run; default all three. */
+  readonly sections?: readonly BenchRow["section"][];
 }
 
 interface Shape {
@@ -162,8 +164,14 @@ async function peak(device: GPUDevice): Promise<{ gflops: number; ms: number }> 
   return { gflops: (dispatches * groups * wg * iters * 64) / (ms * 1e6), ms };
 }
 
-/** TF.js training the same MLP (same init scale, momentum 0.9, same batch); examples/s. */
-async function tfTrain(backendName: string, batch: number, steps: number): Promise<number> {
+/** One implementation's training step, for timing. */
+interface Trainer {
+  step(): Promise<void>;
+  dispose(): void;
+}
+
+/** TF.js training the same MLP (same init scale, momentum 0.9, same batch). */
+async function tfTrainer(backendName: string, batch: number): Promise<Trainer> {
   if (!(await tf.setBackend(backendName))) throw new Error(`TF.js backend ${backendName} unavailable`);
   await tf.ready();
   const p = mnistMlp.init(1);
@@ -173,52 +181,63 @@ async function tfTrain(backendName: string, batch: number, steps: number): Promi
   const b2 = tf.variable(tf.zeros([10]));
   const opt = tf.train.momentum(mnistMlp.learningRate, 0.9);
   const data = syntheticBatch(mnistMlp, batch);
-  const step = async (): Promise<void> => {
-    // Inputs are uploaded every step, as the worker's minibatches are.
-    const x = tf.tensor2d(data.x, [batch, 784]);
-    const y = tf.oneHot(tf.tensor1d(Int32Array.from(data.labels), "int32"), 10);
-    const loss = opt.minimize(() => {
-      const h = tf.relu(tf.add(tf.matMul(x, w1), b1));
-      const z = tf.add(tf.matMul(h, w2), b2);
-      return tf.losses.softmaxCrossEntropy(y, z) as tf.Scalar;
-    }, true);
-    await loss?.data();
-    loss?.dispose();
-    x.dispose();
-    y.dispose();
+  return {
+    async step() {
+      // Interleaved with our steps on the same engine: make this backend current.
+      if (tf.getBackend() !== backendName) await tf.setBackend(backendName);
+      // Inputs are uploaded every step, as the worker's minibatches are.
+      const x = tf.tensor2d(data.x, [batch, 784]);
+      const y = tf.oneHot(tf.tensor1d(Int32Array.from(data.labels), "int32"), 10);
+      const loss = opt.minimize(() => {
+        const h = tf.relu(tf.add(tf.matMul(x, w1), b1));
+        const z = tf.add(tf.matMul(h, w2), b2);
+        return tf.losses.softmaxCrossEntropy(y, z) as tf.Scalar;
+      }, true);
+      await loss?.data();
+      loss?.dispose();
+      x.dispose();
+      y.dispose();
+    },
+    dispose() {
+      opt.dispose();
+      for (const v of [w1, b1, w2, b2]) v.dispose();
+    },
   };
-  try {
-    return await bestRate(step, batch, steps);
-  } finally {
-    opt.dispose();
-    for (const v of [w1, b1, w2, b2]) v.dispose();
-  }
 }
 
-async function ourTrain(backend: ComputeBackend, batch: number, steps: number): Promise<number> {
+/** mnist-mlp steps as the worker runs them: job.step into one update buffer, then added to the replica. */
+function ourTrainer(backend: ComputeBackend, batch: number): Trainer {
   const params = mnistMlp.init(1);
   const data = syntheticBatch(mnistMlp, batch);
-  const step = async (): Promise<void> => {
-    const { update } = await mnistMlp.step(backend, params, data, mnistMlp.learningRate);
-    for (let i = 0; i < params.length; i++) params[i] = params[i]! + update[i]!;
+  const buffer = new Float32Array(params.length);
+  return {
+    async step() {
+      const { update } = await mnistMlp.step(backend, params, data, mnistMlp.learningRate, mnistMlp.optimizer, buffer);
+      for (let i = 0; i < params.length; i++) params[i] = params[i]! + update[i]!;
+    },
+    dispose() {},
   };
-  return bestRate(step, batch, steps);
 }
 
 /**
- * Examples/s of `step`: two warm-up steps, then `steps` steps in three blocks;
- * the best block counts (other processes on a shared machine only ever slow a
- * block down).
+ * Examples/s of each trainer: two warm-up steps each, then `steps` steps
+ * each in three blocks, the trainers' blocks interleaved (so a burst of load
+ * from other processes hits all of them alike); each trainer's best block
+ * counts (other processes on a shared machine only ever slow a block down).
  */
-async function bestRate(step: () => Promise<void>, batch: number, steps: number): Promise<number> {
-  await step();
-  await step();
+async function bestRates(trainers: readonly Trainer[], batch: number, steps: number): Promise<number[]> {
+  for (const t of trainers) {
+    await t.step();
+    await t.step();
+  }
   const per = Math.max(1, Math.ceil(steps / 3));
-  let best = 0;
+  const best = trainers.map(() => 0);
   for (let block = 0; block < 3; block++) {
-    const t0 = performance.now();
-    for (let i = 0; i < per; i++) await step();
-    best = Math.max(best, (per * batch * 1000) / (performance.now() - t0));
+    for (const [i, t] of trainers.entries()) {
+      const t0 = performance.now();
+      for (let k = 0; k < per; k++) await t.step();
+      best[i] = Math.max(best[i]!, (per * batch * 1000) / (performance.now() - t0));
+    }
   }
   return best;
 }
@@ -227,6 +246,7 @@ export async function gridBench(options: BenchOptions = {}): Promise<{ adapter: 
   const sizes = options.sizes ?? [256, 512, 1024];
   const batch = options.batch ?? mnistMlp.batch;
   const steps = options.trainSteps ?? 20;
+  const sections = new Set(options.sections ?? ["matmul", "peak", "train"]);
   const rows: BenchRow[] = [];
   const acq = await acquireDevice({ label: "grid bench" });
   if (!acq.ok) throw new Error(acq.reason);
@@ -247,7 +267,7 @@ export async function gridBench(options: BenchOptions = {}): Promise<{ adapter: 
   ];
   for (const [name, m, n, k, ta, tb] of mlp) shapes.push({ name: `mlp ${name} ${m}x${n}x${k}`, m, n, k, transA: ta, transB: tb });
 
-  for (const sh of shapes) {
+  for (const sh of sections.has("matmul") ? shapes : []) {
     const flops = 2 * sh.m * sh.n * sh.k;
     const record = async (impl: string, f: () => Promise<number> | number, note?: string): Promise<void> => {
       try {
@@ -266,32 +286,61 @@ export async function gridBench(options: BenchOptions = {}): Promise<{ adapter: 
     await record("tfjs-wasm", () => timeTf("wasm", sh, repsFor(flops, 2e9)));
   }
 
-  const pk = await peak(device);
-  rows.push({ section: "peak", case: "fma vec4 x8", impl: "wgsl-fma-peak", value: pk.gflops, unit: "GFLOP/s", ms: pk.ms });
+  if (sections.has("peak")) {
+    const pk = await peak(device);
+    rows.push({ section: "peak", case: "fma vec4 x8", impl: "wgsl-fma-peak", value: pk.gflops, unit: "GFLOP/s", ms: pk.ms });
+  }
+  if (sections.has("train")) await trainRows(rows, ours, batch, steps);
+  for (const backend of Object.values(ours)) backend.dispose();
+  return { adapter: acq.info.name, rows };
+}
 
+async function trainRows(rows: BenchRow[], ours: Record<string, ComputeBackend>, batch: number, steps: number): Promise<void> {
   const sel = await selectBackend(mnistMlp, null, batch, { wasmPaths: distWasmPaths(), store: null });
   const chosen = sel.backend.kernel;
   const trainCase = `mnist-mlp batch ${batch}`;
-  rows.push({ section: "train", case: trainCase, impl: `grid worker (${chosen})`, value: await ourTrain(sel.backend, batch, steps), unit: "examples/s", ms: null, note: `chosen by measurement: ${JSON.stringify(sel.measuredMs)}` });
+  const row = (impl: string, value: number | null, note?: string): void => {
+    rows.push({ section: "train", case: trainCase, impl, value, unit: "examples/s", ms: null, ...(note !== undefined ? { note } : {}) });
+  };
+  const failed = (e: unknown): string => (e instanceof Error ? e.message.slice(0, 120) : String(e));
+  // The ratio's two sides, interleaved block by block: the worker's chosen
+  // backend and TF.js WASM (the fastest TF.js backend on a CPU-backed adapter).
+  try {
+    const tfWasm = await tfTrainer("wasm", batch);
+    try {
+      const [mine, theirs] = await bestRates([ourTrainer(sel.backend, batch), tfWasm], batch, steps);
+      row(`grid worker (${chosen})`, mine ?? null, `chosen by measurement: ${JSON.stringify(sel.measuredMs)}; interleaved with tfjs-wasm`);
+      row("tfjs-wasm", theirs ?? null, "interleaved with grid worker");
+    } finally {
+      tfWasm.dispose();
+    }
+  } catch (e) {
+    row(`grid worker (${chosen})`, null, failed(e));
+  }
   sel.backend.dispose();
+  const short = Math.max(3, Math.round(steps / 4));
   for (const [impl, backend] of Object.entries(ours)) {
     if (impl === "wgsl-naive") continue;
     try {
-      rows.push({ section: "train", case: trainCase, impl: `grid ${impl}`, value: await ourTrain(backend, batch, Math.max(3, Math.round(steps / 4))), unit: "examples/s", ms: null });
+      const [v] = await bestRates([ourTrainer(backend, batch)], batch, short);
+      row(`grid ${impl}`, v ?? null);
     } catch (e) {
-      rows.push({ section: "train", case: trainCase, impl: `grid ${impl}`, value: null, unit: "examples/s", ms: null, note: String(e) });
+      row(`grid ${impl}`, null, failed(e));
     }
   }
-  for (const b of ["wasm", "webgl", "cpu", "webgpu"]) {
+  for (const b of ["webgl", "cpu", "webgpu"]) {
     try {
-      const s = b === "wasm" ? steps : Math.max(3, Math.round(steps / 4));
-      rows.push({ section: "train", case: trainCase, impl: `tfjs-${b}`, value: await tfTrain(b, batch, s), unit: "examples/s", ms: null });
+      const t = await tfTrainer(b, batch);
+      try {
+        const [v] = await bestRates([t], batch, short);
+        row(`tfjs-${b}`, v ?? null);
+      } finally {
+        t.dispose();
+      }
     } catch (e) {
-      rows.push({ section: "train", case: trainCase, impl: `tfjs-${b}`, value: null, unit: "examples/s", ms: null, note: e instanceof Error ? e.message.slice(0, 120) : String(e) });
+      row(`tfjs-${b}`, null, failed(e));
     }
   }
-  for (const backend of Object.values(ours)) backend.dispose();
-  return { adapter: acq.info.name, rows };
 }
 
 declare global {

@@ -127,6 +127,8 @@ class TrainingWorker {
   private compression: Compression = NO_COMPRESSION;
   /** This membership's error-feedback residual (what compression left out so far). */
   private feedback: ErrorFeedback | null = null;
+  /** Where job.step writes its update (reused: fresh large arrays cost page faults every step). */
+  private stepBuffer: Float32Array | null = null;
 
   /** Pick the compute backend for `jobName` (see gpu/select.ts). */
   async init(forceBackend: "webgpu" | "cpu" | null, jobName: string, maxBatch: number): Promise<InitResult> {
@@ -482,7 +484,10 @@ class TrainingWorker {
       // a clock's updates add up to about what equal batches would give.
       const lr = welcome.job.learningRate * (batch.size / welcome.job.batch);
       const t0 = performance.now();
-      const { update, loss } = await job.step(backend, r.params, batch, lr, this.optimizer ?? job.optimizer);
+      // One update buffer per job, written by every step (the update is
+      // copied by the error feedback below, never kept).
+      if (this.stepBuffer?.length !== job.parameters) this.stepBuffer = new Float32Array(job.parameters);
+      const { update, loss } = await job.step(backend, r.params, batch, lr, this.optimizer ?? job.optimizer, this.stepBuffer);
       const computeMs = performance.now() - t0;
       if (!live()) return;
       if (!Number.isFinite(loss) || !update.every(Number.isFinite)) {

@@ -94,6 +94,21 @@ export interface Session {
   adam(grad: Tensor, m: Tensor, v: Tensor, o: AdamOptions): { delta: Tensor; m: Tensor; v: Tensor };
   /** Runs everything recorded, returns host copies of `tensors` in order, and ends the session. */
   read(...tensors: Tensor[]): Promise<Float32Array[]>;
+  /**
+   * Like `read`, but copies `tensors[i]` into `into[i]` (which must hold exactly
+   * `rows × cols` values) instead of new arrays: a step that reads into
+   * buffers it keeps allocates nothing on the host. Ends the session.
+   */
+  readInto(tensors: readonly Tensor[], into: readonly Float32Array[]): Promise<void>;
+}
+
+/** Throws unless `into` pairs one destination of the right length with each tensor. */
+export function checkReadInto(tensors: readonly Tensor[], into: readonly Float32Array[]): void {
+  if (tensors.length !== into.length) throw new Error(`readInto: ${tensors.length} tensors but ${into.length} destinations`);
+  tensors.forEach((t, i) => {
+    const n = into[i]?.length;
+    if (n !== t.rows * t.cols) throw new Error(`readInto: tensor ${i} is ${t.rows}×${t.cols} but its destination holds ${n} values`);
+  });
 }
 
 export interface BackendInfo {

@@ -9,6 +9,7 @@ import {
   checkBias,
   checkDim,
   checkLabels,
+  checkReadInto,
   checkSameShape,
   matmulShape,
   type ComputeBackend,
@@ -101,6 +102,13 @@ export function refSession(): Session {
       alive();
       open = false;
       return Promise.resolve(tensors.map((t) => Float32Array.from((t as RefTensor).data)));
+    },
+    readInto(tensors, into) {
+      alive();
+      checkReadInto(tensors, into);
+      open = false;
+      tensors.forEach((t, i) => into[i]?.set((t as RefTensor).data));
+      return Promise.resolve();
     },
   };
 }

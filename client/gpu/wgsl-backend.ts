@@ -23,6 +23,7 @@ import {
   checkBias,
   checkDim,
   checkLabels,
+  checkReadInto,
   checkSameShape,
   DeviceLostError,
   matmulShape,
@@ -155,7 +156,7 @@ export async function createWgslBackend(device: GPUDevice, options: WgslBackendO
 
   const ew = (): OverrideConstants => ({ WG: wg });
 
-  function session(): Session & { run(reads: Tensor[]): Promise<Float32Array[]>; release(): void } {
+  function session(): Session & { run(reads: readonly Tensor[], into: readonly Float32Array[]): Promise<void>; release(): void } {
     const ops: RecordedOp[] = [];
     const taken: GpuTensor[] = [];
     let open = true;
@@ -285,11 +286,17 @@ export async function createWgslBackend(device: GPUDevice, options: WgslBackendO
         });
         return { delta, m: mo, v: vo };
       },
-      read(...tensors: Tensor[]): Promise<Float32Array[]> {
-        return s.run(tensors);
+      async read(...tensors: Tensor[]): Promise<Float32Array[]> {
+        const out = tensors.map((t) => new Float32Array(t.rows * t.cols));
+        await s.run(tensors, out);
+        return out;
       },
-      async run(reads: Tensor[]): Promise<Float32Array[]> {
+      readInto(tensors: readonly Tensor[], into: readonly Float32Array[]): Promise<void> {
+        return s.run(tensors, into);
+      },
+      async run(reads: readonly Tensor[], into: readonly Float32Array[]): Promise<void> {
         alive();
+        checkReadInto(reads, into);
         open = false;
         const pipelines = await Promise.all(ops.map(pipeline));
         if (lost) throw new DeviceLostError("the WebGPU device was lost");
@@ -344,17 +351,17 @@ export async function createWgslBackend(device: GPUDevice, options: WgslBackendO
             }
             throw e;
           }
-          const all = new Float32Array(staging.getMappedRange(0, Math.ceil(bytes / 16) * 16 || 16).slice(0));
-          staging.unmap();
-          const out: Float32Array[] = [];
-          let at = 0;
-          for (const t of reads) {
-            const n = t.rows * t.cols;
-            const view = all.slice(at, at + n);
-            out.push(t.dtype === "u32" ? Float32Array.from(new Uint32Array(view.buffer)) : view);
-            at += n;
+          const mapped = staging.getMappedRange(0, Math.ceil(bytes / 16) * 16 || 16);
+          try {
+            let at = 0;
+            reads.forEach((t, i) => {
+              const n = t.rows * t.cols;
+              into[i]?.set(t.dtype === "u32" ? new Uint32Array(mapped, at * F32, n) : new Float32Array(mapped, at * F32, n));
+              at += n;
+            });
+          } finally {
+            staging.unmap();
           }
-          return out;
         } finally {
           pool.give("staging", staging);
           for (const u of uniforms) pool.give("uniform", u);

@@ -41,7 +41,7 @@ export const mnistMlp = defineJob({
     fillNormal(p, W2, HID * OUT, Math.sqrt(1 / HID), u);
     return p;
   },
-  async gradient(s, params, batch) {
+  gradient(s, params, batch) {
     const B = batch.size;
     const x = s.upload(batch.x, B, IN);
     const w1 = s.upload(params.subarray(W1, B1), IN, HID);
@@ -56,14 +56,8 @@ export const mnistMlp = defineJob({
     const g1 = s.reluBackward(s.matmul(g2, w2, { transB: true }), h);
     const dw1 = s.matmul(x, g1, { transA: true });
     const db1 = s.colSum(g1, 1);
-    const meanLoss = s.colSum(loss, 1 / B);
-    const [a, b, c, d, l] = await s.read(dw1, db1, dw2, db2, meanLoss);
-    const out = new Float32Array(PARAMS);
-    out.set(a ?? [], W1);
-    out.set(b ?? [], B1);
-    out.set(c ?? [], W2);
-    out.set(d ?? [], B2);
-    return { grad: out, loss: l?.[0] ?? Number.NaN };
+    // Blocks in the parameter layout: W1, b1, W2, b2.
+    return { grads: [dw1, db1, dw2, db2], loss: s.colSum(loss, 1 / B) };
   },
   matmulShapes: (rows) => [
     [rows, HID, IN],

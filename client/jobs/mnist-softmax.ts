@@ -24,7 +24,7 @@ export const mnistSoftmax = defineJob({
     // Softmax regression is convex: zeros are a fine, seed-independent start.
     return new Float32Array(IN * OUT + OUT);
   },
-  async gradient(s, params, batch) {
+  gradient(s, params, batch) {
     const B = batch.size;
     const x = s.upload(batch.x, B, IN);
     const w = s.upload(params.subarray(0, IN * OUT), IN, OUT);
@@ -33,12 +33,7 @@ export const mnistSoftmax = defineJob({
     const { grad, loss } = s.softmaxXent(logits, s.uploadLabels(batch.labels), 1 / B);
     const dw = s.matmul(x, grad, { transA: true });
     const db = s.colSum(grad, 1);
-    const meanLoss = s.colSum(loss, 1 / B);
-    const [gw, gb, l] = await s.read(dw, db, meanLoss);
-    const out = new Float32Array(IN * OUT + OUT);
-    out.set(gw ?? [], 0);
-    out.set(gb ?? [], IN * OUT);
-    return { grad: out, loss: l?.[0] ?? Number.NaN };
+    return { grads: [dw, db], loss: s.colSum(loss, 1 / B) };
   },
   matmulShapes: (rows) => [
     [rows, OUT, IN],

@@ -3,19 +3,23 @@
  * replica and sends to its peers (so under momentum or Adam the update on the
  * wire is the optimizer's delta, not the raw gradient). State is per worker.
  *
- * Two ways to take a step, with the same numbers:
- * - `apply(backend, …)`, what a job's step uses: momentum and Adam run as
- *   the kernel library's `momentum`/`adam` ops on the worker's backend (WGSL
- *   kernels on the GPU, TF.js WASM on the CPU path), one session per step.
- *   The state lives on the host between steps (it is uploaded with the
- *   gradient and read back with the delta), so a lost device, a rebuilt
- *   backend or an out-of-memory error loses none of it; an out-of-memory
- *   error in that session falls back to the host loop for the step.
+ * Three ways to take a step, with the same numbers:
+ * - `ops(s, …)`, what a job's step uses when the batch fits in one session:
+ *   momentum and Adam as the kernel library's `momentum`/`adam` ops recorded
+ *   in the gradient's own session (WGSL kernels on the GPU, TF.js WASM on the
+ *   CPU path), on one block of the gradient and the matching slices of the
+ *   state; the step reads the delta and the new state straight into its
+ *   buffers. The state lives on the host between steps (uploaded with the
+ *   parameters, read back with the delta), so a lost device, a rebuilt
+ *   backend or an out-of-memory error loses none of it.
+ * - `apply(backend, …)`: the same ops in a session of their own, on a mean
+ *   gradient already on the host (a batch split into chunks); an
+ *   out-of-memory error in that session falls back to the host loop.
  * - `delta(…)`, the host loop on the TypeScript references (gpu/kernels-ref.ts):
  *   the test oracle, and plain SGD's only path (`−lr·g` has no state; a
  *   session would only add a round trip).
  */
-import { OutOfMemoryError, type ComputeBackend } from "../gpu/backend.ts";
+import { OutOfMemoryError, type ComputeBackend, type Session, type Tensor } from "../gpu/backend.ts";
 import { refAdam, refMomentum } from "../gpu/kernels-ref.ts";
 
 export interface OptimizerState {
@@ -36,6 +40,14 @@ export interface Optimizer {
   delta(grad: Float32Array, lr: number, state: OptimizerState): Float32Array;
   /** The same delta computed by `backend`'s kernels; advances `state`. */
   apply(backend: ComputeBackend, grad: Float32Array, lr: number, state: OptimizerState): Promise<Float32Array>;
+  /**
+   * The update as ops of session `s` for one block `grad` of the gradient:
+   * `slots` are the matching slices of the state's slots (uploaded here),
+   * `step` the step being taken (≥ 1). Returns the delta and the new value of
+   * each slot, unread; the caller reads them and advances `state.step`.
+   * Absent for stateless SGD (its step stays on the host).
+   */
+  readonly ops?: (s: Session, grad: Tensor, slots: readonly Float32Array[], lr: number, step: number) => { delta: Tensor; slots: Tensor[] };
 }
 
 function slotsOf(state: OptimizerState, count: number, n: number, name: string): Float32Array[] {
@@ -44,27 +56,33 @@ function slotsOf(state: OptimizerState, count: number, n: number, name: string):
   return slots;
 }
 
-/** Runs `session` on the backend; on out-of-memory falls back to the host `delta`. */
-async function onBackend(
-  opt: Optimizer,
-  backend: ComputeBackend,
-  grad: Float32Array,
-  lr: number,
-  state: OptimizerState,
-  session: () => Promise<Float32Array[]>,
-): Promise<Float32Array> {
-  let out: Float32Array[];
+/**
+ * `opt.ops` in a session of its own on host gradient `grad`, reading into a
+ * new delta and the state; on out-of-memory falls back to the host `delta`.
+ */
+async function onBackend(opt: Optimizer, backend: ComputeBackend, grad: Float32Array, lr: number, state: OptimizerState): Promise<Float32Array> {
+  const ops = opt.ops;
+  if (ops === undefined) return opt.delta(grad, lr, state);
+  const n = grad.length;
+  const slots = slotsOf(state, state.slots.length, n, opt.name);
+  const delta = new Float32Array(n);
   try {
-    out = await session();
+    await backend.session((s) => {
+      const r = ops(s, s.upload(grad, 1, n), slots, lr, state.step + 1);
+      return s.readInto([r.delta, ...r.slots], [delta, ...slots]);
+    });
   } catch (e) {
     if (e instanceof OutOfMemoryError) return opt.delta(grad, lr, state);
     throw e;
   }
-  const [delta, ...slots] = out;
-  if (delta === undefined || slots.length !== state.slots.length) throw new Error(`${opt.name}: the backend returned ${out.length} arrays`);
-  slots.forEach((s, i) => state.slots[i]?.set(s));
   state.step++;
   return delta;
+}
+
+/** Uploads the state slices `slots` as tensors shaped like `grad`. */
+function uploadSlots(s: Session, grad: Tensor, slots: readonly Float32Array[], count: number, name: string): Tensor[] {
+  if (slots.length !== count || slots.some((x) => x.length !== grad.rows * grad.cols)) throw new Error(`${name} state does not match the gradient`);
+  return slots.map((x) => s.upload(x, grad.rows, grad.cols));
 }
 
 /** Plain SGD: `Δ = −lr · g`. Stateless, on the host. */
@@ -97,14 +115,11 @@ export function momentum(mu = 0.9): Optimizer {
       state.step++;
       return r.delta;
     },
-    apply(backend, grad, lr, state) {
-      const [v] = slotsOf(state, 1, grad.length, opt.name);
-      return onBackend(opt, backend, grad, lr, state, () =>
-        backend.session((s) => {
-          const r = s.momentum(s.upload(grad, 1, grad.length), s.upload(v!, 1, grad.length), { lr, mu });
-          return s.read(r.delta, r.velocity);
-        }),
-      );
+    apply: (backend, grad, lr, state) => onBackend(opt, backend, grad, lr, state),
+    ops(s, grad, slots, lr) {
+      const [v] = uploadSlots(s, grad, slots, 1, opt.name);
+      const r = s.momentum(grad, v!, { lr, mu });
+      return { delta: r.delta, slots: [r.velocity] };
     },
   };
   return opt;
@@ -125,15 +140,11 @@ export function adam(beta1 = 0.9, beta2 = 0.999, eps = 1e-8): Optimizer {
       state.step++;
       return r.delta;
     },
-    apply(backend, grad, lr, state) {
-      const [m, v] = slotsOf(state, 2, grad.length, opt.name);
-      const n = grad.length;
-      return onBackend(opt, backend, grad, lr, state, () =>
-        backend.session((s) => {
-          const r = s.adam(s.upload(grad, 1, n), s.upload(m!, 1, n), s.upload(v!, 1, n), hyper(lr, state));
-          return s.read(r.delta, r.m, r.v);
-        }),
-      );
+    apply: (backend, grad, lr, state) => onBackend(opt, backend, grad, lr, state),
+    ops(s, grad, slots, lr, step) {
+      const [m, v] = uploadSlots(s, grad, slots, 2, opt.name);
+      const r = s.adam(grad, m!, v!, { lr, beta1, beta2, eps, step });
+      return { delta: r.delta, slots: [r.m, r.v] };
     },
   };
   return opt;

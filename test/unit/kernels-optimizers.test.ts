@@ -86,6 +86,71 @@ describe("optimizers on a backend (the path a job's step takes)", () => {
   });
 });
 
+describe("a job's fused step (gradient and optimizer in one session)", () => {
+  const job = JOBS["mnist-mlp"]!;
+  const rows = 6;
+  const batch = {
+    x: grad(job.inputDim * rows, 21).map((v) => Math.abs(v)),
+    labels: Uint32Array.from({ length: rows }, (_, i) => (i * 7) % job.classes),
+    size: rows,
+  };
+  for (const make of [() => momentum(0.9), () => adam(), () => sgd()]) {
+    it(`${make().name}: equals the mean gradient followed by the host optimizer over three steps, as does the chunked path`, async () => {
+      const fused = createRefBackend();
+      const split = createRefBackend(4); // 6 rows in chunks of 4 and 2: gradient first, optimizer after
+      const a = make();
+      const b = make();
+      const c = make();
+      const d = make();
+      const sb = b.createState(job.parameters);
+      const sd = d.createState(job.parameters);
+      const params = job.init(3);
+      const buffer = new Float32Array(job.parameters);
+      for (let k = 0; k < 3; k++) {
+        // The worker's way: one update buffer, written by every step.
+        const got = await job.step(fused, params, batch, 0.05, a, buffer);
+        expect(got.update).toBe(buffer);
+        const { grad: g, loss } = await job.meanGradient(fused, params, batch);
+        expect(got.loss).toBe(loss);
+        expect(Array.from(got.update)).toEqual(Array.from(b.delta(g, 0.05, sb)));
+        const viaChunks = await job.step(split, params, batch, 0.05, c);
+        const chunked = await job.meanGradient(split, params, batch);
+        expect(Array.from(viaChunks.update)).toEqual(Array.from(d.delta(chunked.grad, 0.05, sd)));
+        for (let i = 0; i < params.length; i++) params[i] = params[i]! + got.update[i]!;
+      }
+    });
+  }
+
+  it("retries with half the rows after an out-of-memory error in the fused session", async () => {
+    const inner = createRefBackend(rows);
+    let failures = 1;
+    const flaky: ComputeBackend = {
+      ...inner,
+      get maxRows() {
+        return inner.maxRows;
+      },
+      session: (body) => (failures-- > 0 ? Promise.reject(new OutOfMemoryError("simulated")) : inner.session(body)),
+    };
+    const params = job.init(4);
+    const got = await job.step(flaky, params, batch, 0.05, momentum(0.9));
+    expect(inner.maxRows).toBe(3);
+    const want = await job.step(createRefBackend(), params, batch, 0.05, momentum(0.9));
+    const far = got.update.reduce((m, v, i) => Math.max(m, Math.abs(v - want.update[i]!)), 0);
+    expect(far).toBeLessThan(1e-6);
+  });
+
+  it("names a gradient whose blocks do not tile the parameters, and a bad readInto", async () => {
+    const broken = { ...job, gradient: (s: Parameters<typeof job.gradient>[0], p: Float32Array, bt: typeof batch) => ({ ...job.gradient(s, p, bt), grads: job.gradient(s, p, bt).grads.slice(1) }) };
+    const { defineJob } = await import("../../client/jobs/job.ts");
+    const bad = defineJob(broken);
+    await expect(bad.step(createRefBackend(), job.init(1), batch, 0.1)).rejects.toThrow(/3 blocks hold 2826 values, expected 203530/);
+    await expect(bad.meanGradient(createRefBackend(), job.init(1), batch)).rejects.toThrow(/expected 203530/);
+    await expect(
+      createRefBackend().session((s) => s.readInto([s.upload(new Float32Array(6), 2, 3)], [new Float32Array(5)])),
+    ).rejects.toThrow(/2×3 but its destination holds 5/);
+  });
+});
+
 describe("--optimizer", () => {
   it("is parsed, validated and carried in the job spec", () => {
     expect(parseCoordinatorArgs(["--job", "mnist-mlp", "--optimizer", "adam"]).optimizer).toBe("adam");
