@@ -28,6 +28,7 @@ import { assess, chooseDrops, DEFAULT_DROP, DEFAULT_POLICY, rejoinDelayMs, type 
 import { DEFAULT_AUTO, initialAutoState, stepAuto, type AutoPolicy, type AutoState } from "./auto.ts";
 import type { JobStore } from "./state.ts";
 import { ViewBook } from "./views.ts";
+import { Outbox } from "./outbox.ts";
 import { sizeBatches } from "./sizing.ts";
 import { inlineEvaluator, type Evaluator } from "./evaluator.ts";
 import type { IceServer } from "./protocol.ts";
@@ -96,7 +97,10 @@ interface WorkerRecord {
   /** Joined mid-job, loading its snapshot: outside everyone's gate until `ready`. */
   syncing: boolean;
   readonly joinedAt: number;
+  /** Send to this worker (after any view delivery still queued for it in the outbox). */
   readonly send: (msg: ServerMessage) => void;
+  /** The socket's own send: the worker's key in the outbox. */
+  readonly sink: (msg: ServerMessage) => void;
   state: WorkerState;
   clock: number;
   lastSeen: number;
@@ -178,6 +182,8 @@ export class JobRun {
   private readonly views: ViewBook = new ViewBook();
   /** Workers that get the whole view at the next publication (joiners, `view-request`). */
   private readonly wantsFullView = new Set<string>();
+  /** Every message to a worker goes through here; a view epoch to many is spread over event-loop turns. */
+  private readonly outbox = new Outbox<ServerMessage>();
   private viewTimer: ReturnType<typeof setTimeout> | null = null;
   /** Active and straggling workers sorted by id; null when membership changed since. */
   private activeCache: WorkerRecord[] | null = null;
@@ -301,10 +307,11 @@ export class JobRun {
       { active: this.viewMembers(), cuts: this.cuts, consistency: this.consistency, state: this.state, evaluator: this.evaluator() },
       this.opts.fullViews === true,
     );
-    for (const w of this.active()) {
-      if (this.opts.fullViews || this.wantsFullView.has(w.id)) w.send(full);
-      else if (delta !== null) w.send(delta);
-    }
+    // Joiners first (they wait for their first view to start), then everyone else.
+    const deliveries: [(m: ServerMessage) => void, ServerMessage][] = [];
+    for (const w of this.active()) if (this.opts.fullViews || this.wantsFullView.has(w.id)) deliveries.push([w.sink, full]);
+    if (!this.opts.fullViews && delta !== null) for (const w of this.active()) if (!this.wantsFullView.has(w.id)) deliveries.push([w.sink, delta]);
+    this.outbox.fanout(deliveries);
     this.wantsFullView.clear();
     if (delta !== null) this.opts.store?.append({ k: "view", e: full.epoch });
   }
@@ -358,7 +365,8 @@ export class JobRun {
       startClock,
       syncing: running,
       joinedAt: now,
-      send,
+      send: (m) => this.outbox.send(send, m),
+      sink: send,
       state: "active",
       clock: startClock,
       lastSeen: now,
