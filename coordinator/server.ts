@@ -372,6 +372,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
  */
 let memo: { msg: ServerMessage; bytes: Buffer } | null = null;
 function serialize(m: ServerMessage): Buffer {
+  // An ack goes to one socket only: no memo (and no microtask per report).
+  if (m.type === "ack") return Buffer.from(JSON.stringify(m), "utf8");
   if (memo !== null && memo.msg === m) return memo.bytes;
   const bytes = Buffer.from(JSON.stringify(m), "utf8");
   if (memo === null) queueMicrotask(() => (memo = null));
