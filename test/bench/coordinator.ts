@@ -37,9 +37,10 @@
  * (≤ 5,000) and in time (ramp limit + warm-up + window per scale).
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { closeSync, mkdtempSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, mkdtempSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import WebSocket from "ws";
 import type { ClientMessage } from "../../coordinator/protocol.ts";
@@ -106,6 +107,18 @@ function readProc(pid: number): ProcSample {
   return { at: performance.now(), cpuSec: (utime + stime) / CLK_TCK, rssBytes: rssKb * 1024, waitSec };
 }
 
+/** What test/bench/_coord-probe.ts measured inside the coordinator over one window. */
+interface Probe {
+  readonly window_s: number;
+  readonly loop_p50_ms: number;
+  readonly loop_p99_ms: number;
+  readonly loop_max_ms: number;
+  readonly gc_ms_per_s: number;
+  readonly gc_max_ms: number;
+  readonly gc_count: number;
+  readonly heap_MB: number;
+}
+
 interface Coordinator {
   readonly url: string;
   readonly child: ChildProcess;
@@ -113,6 +126,8 @@ interface Coordinator {
   output(): string;
   /** Worker events the coordinator logged so far, by kind (joined, left, dropped, straggler, ...). */
   events(): Record<string, number>;
+  /** Close the probe's current window and open the next; the closed window's numbers (null for the first call). */
+  probe(): Promise<Probe | null>;
   stop(): Promise<void>;
 }
 
@@ -122,6 +137,9 @@ async function startCoordinator(profileDir: string | null, extraArgs: readonly s
     ...(profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : []),
     "--import",
     "tsx",
+    // Event-loop delay and GC pauses inside the coordinator, reported on SIGUSR2 (test/bench/_coord-probe.ts).
+    "--import",
+    pathToFileURL(join(import.meta.dirname, "_coord-probe.ts")).href,
     "coordinator/main.ts",
     "--port",
     "0",
@@ -165,6 +183,18 @@ async function startCoordinator(profileDir: string | null, extraArgs: readonly s
     for (const m of out().matchAll(/^\[[0-9:]+\] ([a-z-]+) w[0-9]+/gm)) if (m[1]) counts[m[1]] = (counts[m[1]] ?? 0) + 1;
     return counts;
   };
+  let probes = 0;
+  const probe = async (): Promise<Probe | null> => {
+    const want = probes++;
+    child.kill("SIGUSR2");
+    if (want === 0) return null;
+    for (let k = 0; k < 50; k++) {
+      const lines = [...out().matchAll(/^bench-probe (\{.*\})$/gm)];
+      if (lines.length >= want) return JSON.parse((lines[want - 1] as RegExpMatchArray)[1] as string) as Probe;
+      await sleep(100);
+    }
+    return null;
+  };
   const deadline = Date.now() + 60_000;
   let url: string | null = null;
   while (url === null) {
@@ -181,13 +211,17 @@ async function startCoordinator(profileDir: string | null, extraArgs: readonly s
     pid: child.pid,
     output: () => out().slice(-100_000),
     events,
+    probe,
     stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise<void>((r) => child.once("exit", () => r()));
-      child.kill("SIGTERM");
-      const t = setTimeout(() => child.kill("SIGKILL"), 15_000);
-      await exited;
-      clearTimeout(t);
+      if (child.exitCode === null) {
+        const exited = new Promise<void>((r) => child.once("exit", () => r()));
+        child.kill("SIGTERM");
+        const t = setTimeout(() => child.kill("SIGKILL"), 15_000);
+        await exited;
+        clearTimeout(t);
+      }
+      // The state dir holds this run's log and event log only (the numbers are in the result file).
+      rmSync(stateDir, { recursive: true, force: true });
     },
   };
 }
@@ -337,6 +371,14 @@ export interface ScaleResult {
   coord_runq_wait_pct: number;
   /** Coordinator CPU per 1,000 acked reports in the window (churn views included): robust to a shared machine. */
   coord_cpu_ms_per_1k_acks: number;
+  /** The coordinator's own event-loop delay in the window (its stalls: long synchronous work, GC, or no CPU for it). */
+  coord_loop_p99_ms: number;
+  coord_loop_max_ms: number;
+  /** Garbage-collection pause time in the coordinator per second of the window, and the longest pause. */
+  coord_gc_ms_per_s: number;
+  coord_gc_max_ms: number;
+  /** The coordinator's longest event-loop delay during the ramp (joins and their view epochs). */
+  ramp_coord_loop_max_ms: number;
   coord_rss_MB: number;
   bytes_per_worker: number;
   loadgen_cpu_pct: number;
@@ -400,6 +442,7 @@ async function runScale(n: number, views: "delta" | "full", log: (l: string) => 
     const base = readProc(coord.pid);
     log(`N=${n}: coordinator pid ${coord.pid}, baseline RSS ${(base.rssBytes / 2 ** 20).toFixed(1)} MB`);
 
+    await coord.probe();
     // ---------------------------------------------------------- ramp-up
     const ramp: RampStep[] = [];
     const rampStart = performance.now();
@@ -456,6 +499,7 @@ async function runScale(n: number, views: "delta" | "full", log: (l: string) => 
     await sleep(3000);
     meter.reset();
     meter.recording = true;
+    const rampProbe = coord.probe();
     loop.reset();
     loop.enable();
     const cpu0 = process.cpuUsage();
@@ -479,6 +523,8 @@ async function runScale(n: number, views: "delta" | "full", log: (l: string) => 
     const s1 = readProc(coord.pid);
     const wallS = (performance.now() - wStart) / 1000;
     const cpu1 = process.cpuUsage(cpu0);
+    const inside = await coord.probe();
+    const rampInside = await rampProbe;
     loop.disable();
     const lat = meter.latencies.sort((a, b) => a - b);
     const active = fleet.filter((w) => w.welcomed && !w.closed).length;
@@ -507,6 +553,11 @@ async function runScale(n: number, views: "delta" | "full", log: (l: string) => 
       coord_cpu_pct: +((100 * (s1.cpuSec - s0.cpuSec)) / ((s1.at - s0.at) / 1000)).toFixed(0),
       coord_runq_wait_pct: +((100 * (s1.waitSec - s0.waitSec)) / ((s1.at - s0.at) / 1000)).toFixed(0),
       coord_cpu_ms_per_1k_acks: meter.acks > 0 ? +(((s1.cpuSec - s0.cpuSec) * 1e6) / meter.acks).toFixed(1) : Number.NaN,
+      coord_loop_p99_ms: inside?.loop_p99_ms ?? Number.NaN,
+      coord_loop_max_ms: inside?.loop_max_ms ?? Number.NaN,
+      coord_gc_ms_per_s: inside?.gc_ms_per_s ?? Number.NaN,
+      coord_gc_max_ms: inside?.gc_max_ms ?? Number.NaN,
+      ramp_coord_loop_max_ms: rampInside?.loop_max_ms ?? Number.NaN,
       coord_rss_MB: +(rssMax / 2 ** 20).toFixed(1),
       bytes_per_worker: Math.round((s1.rssBytes - base.rssBytes) / Math.max(1, active)),
       loadgen_cpu_pct: +((100 * (cpu1.user + cpu1.system)) / 1e6 / wallS).toFixed(0),
