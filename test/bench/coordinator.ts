@@ -585,6 +585,9 @@ export async function run(): Promise<{
   reports_per_s: number;
   bytes_per_worker: number;
   coord_cpu_pct: number;
+  coord_runq_wait_pct: number;
+  loadgen_cpu_pct: number;
+  loadavg_1m: number;
   ratios: Record<string, number>;
   table: ScaleResult[];
   ramp: Record<string, RampStep[]>;
@@ -637,6 +640,9 @@ export async function run(): Promise<{
     reports_per_s: top.reports_per_s,
     bytes_per_worker: top.bytes_per_worker,
     coord_cpu_pct: top.coord_cpu_pct,
+    coord_runq_wait_pct: top.coord_runq_wait_pct,
+    loadgen_cpu_pct: top.loadgen_cpu_pct,
+    loadavg_1m: top.loadavg_1m,
     ratios,
     table,
     ramp,
