@@ -783,6 +783,7 @@ export class JobRun {
   remove(id: string, state: "left" | "dropped", why: string): void {
     const w = this.workers.get(id);
     if (!w || w.state === "left" || w.state === "dropped") return;
+    this.outbox.release(w.sink);
     w.state = state;
     this.activeCache = null;
     this.wantsFullView.delete(id);

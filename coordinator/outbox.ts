@@ -67,7 +67,8 @@ export class Outbox<M> {
     this.arm();
   }
 
-  private release(sink: Sink<M>): void {
+  /** Send now whatever is still queued for this worker (e.g. it is leaving: what a synchronous fan-out would have given it). */
+  release(sink: Sink<M>): void {
     const q = this.queued.get(sink);
     if (!q) return;
     this.queued.delete(sink);

@@ -121,11 +121,15 @@ describe("a view epoch to many workers in the job", () => {
     const late = ids.slice(1).find((id) => !hasDelta(id))!;
     run.onMessage(late, { type: "clock", clock: 1, minApplied: 0, loss: 1, stepMs: 10, batch: 8, examples: 8, bytesIn: 0, bytesOut: 0, peers: 0, seq: 1 });
     expect(inbox.get(late)!.map((m) => m.type).slice(-2)).toEqual(["view-delta", "ack"]);
+    // A worker not reached yet that leaves still gets what a synchronous fan-out gave it.
+    const leaving = ids.slice(1).filter((id) => id !== late && !hasDelta(id)).at(-1)!;
+    run.remove(leaving, "left", "test");
+    expect(hasDelta(leaving)).toBe(true);
+    const stayed = ids.slice(1).filter((id) => id !== leaving);
     vi.runAllTimers();
-    // Every page that applies its delta holds exactly the view of epoch 2.
-    const published = run.status()["view"] as { epoch: number };
-    expect(published.epoch).toBe(2);
-    for (const id of ids.slice(1)) {
+    // Every page that applies its first delta holds exactly the view of epoch 2 (epoch 3 removes `leaving`).
+    expect((run.status()["view"] as { epoch: number }).epoch).toBe(3);
+    for (const id of stayed) {
       const msgs = inbox.get(id)!;
       const full = msgs.find((m): m is ViewMessage => m.type === "view")!;
       const delta = msgs.find((m) => m.type === "view-delta");
