@@ -16,6 +16,7 @@ import { renderQr } from "./qr.ts";
 import { parseStatus, type Status } from "./status.ts";
 import { STREAM_URL, StatusStream, type StreamState } from "./stream.ts";
 import { WorkerTable } from "./table.ts";
+import { startJobsPanel } from "./jobs.ts";
 import { adoptTokenFromUrl, clearToken, getToken, setToken } from "./token.ts";
 import {
   consistencyLabel, controlsFor, eventsNewestFirst, formatCount, formatTime, jobStateClass, retryDelayMs, totalStaleness,
@@ -513,6 +514,7 @@ setLink(ui.volunteerLink, volunteerUrl(null));
 updateControls();
 showTransport();
 stream.start();
+startJobsPanel(document);
 // A stream that is not live within 3 s (a proxy buffering it, say): poll meanwhile.
 setTimeout(() => {
   if (streamState !== "live") startPolling();
