@@ -16,7 +16,9 @@
  *    to the job with the lowest normalized share that is below its maximum;
  * 3. then moves single volunteers while a move raises the lower of the two
  *    jobs' normalized shares by more than a relative margin (the hysteresis
- *    that keeps a settled grid from shuffling on measurement noise).
+ *    that keeps a settled grid from shuffling on measurement noise); of the
+ *    moves that do, one of a volunteer that has run the target job before
+ *    (measured there: its data is cached) is taken first, else the largest gain.
  *
  * So after `allocate`: no minimum or maximum is broken where the volunteers
  * allow it, no volunteer is idle while a job below its maximum exists, and
@@ -98,6 +100,7 @@ export function allocate(jobs: readonly JobDemand[], volunteers: readonly Volunt
   const maxMoves = opts.maxMoves ?? 50 * volunteers.length + 100;
   const rate = rateTable(jobs, volunteers);
   const r = (v: string, j: string): number => rate.get(v)?.get(j) ?? 1;
+  const byId = new Map(volunteers.map((v) => [v.id, v]));
   const order = [...jobs].sort((a, b) => b.priority - a.priority || cmp(a.id, b.id));
   const members = new Map<string, string[]>(jobs.map((j) => [j.id, []]));
   const total = new Map<string, number>(jobs.map((j) => [j.id, 0]));
@@ -164,7 +167,7 @@ export function allocate(jobs: readonly JobDemand[], volunteers: readonly Volunt
   }
   // 3. Improving single moves, largest gain first.
   for (let moves = 0; moves < maxMoves; moves++) {
-    let best: { v: string; from: string; to: string; gain: number } | null = null;
+    let best: { v: string; from: string; to: string; gain: number; known: boolean } | null = null;
     for (const a of order) {
       if (count(a) <= a.minWorkers) continue;
       for (const b of order) {
@@ -173,7 +176,9 @@ export function allocate(jobs: readonly JobDemand[], volunteers: readonly Volunt
         for (const v of members.get(a.id) as string[]) {
           const after = Math.min((total.get(a.id)! - r(v, a.id)) / a.weight, (total.get(b.id)! + r(v, b.id)) / b.weight);
           const gain = after - before;
-          if (gain > margin * Math.max(before, 1e-12) + GAIN_EPSILON && (!best || gain > best.gain)) best = { v, from: a.id, to: b.id, gain };
+          if (!(gain > margin * Math.max(before, 1e-12) + GAIN_EPSILON)) continue;
+          const known = byId.get(v)?.rates.has(b.id) === true;
+          if (!best || (known && !best.known) || (known === best.known && gain > best.gain)) best = { v, from: a.id, to: b.id, gain, known };
         }
       }
     }

@@ -60,6 +60,14 @@ describe("allocation of volunteers to jobs", () => {
     expect(c["capped"] ?? 0).toBeLessThanOrEqual(1);
   });
 
+  it("of the moves that balance two jobs, takes a volunteer that ran the target job before (its data is cached)", () => {
+    // b was paused and kept one volunteer; on resume one of a's five goes back: the one that worked for b.
+    const vols = [vol("v1", { a: 100 }, "a"), vol("v2", { a: 90 }, "a"), vol("v3", { a: 110, b: 50 }, "a"), vol("v4", { a: 95 }, "a"), vol("v5", { a: 105 }, "a"), vol("v6", { a: 100, b: 100 }, "b")];
+    const a = allocate([job("a", 2), job("b", 1)], vols, { margin: 0.2 });
+    expect(counts(a)).toEqual({ a: 4, b: 2 });
+    expect(a.get("v3")).toBe("b");
+  });
+
   const scenario = fc
     .record({
       jobs: fc.uniqueArray(
