@@ -37,6 +37,8 @@ export const HARNESS_FLAGS = {
   out: { type: "string" },
   compare: { type: "string" },
   "sample-ms": { type: "string" },
+  /** With --jobs: `SEC:FILE` posts the job entry in FILE to POST /api/jobs SEC seconds after every page has a job. */
+  submit: { type: "string", multiple: true },
   help: { type: "boolean" },
 } as const;
 
@@ -64,6 +66,8 @@ export interface RunSpec {
   /** The coordinator's target accuracy for this run (validated default included). */
   readonly targetAccuracy: number;
   readonly maxClock: number;
+  /** `--submit SEC:FILE` (with --jobs): jobs posted during the run. */
+  readonly submits: readonly { readonly atSec: number; readonly file: string }[];
 }
 
 export interface HarnessConfig {
@@ -76,7 +80,7 @@ export interface HarnessConfig {
 
 export const USAGE = `usage: npm run harness -- [--workers N] [--browsers K] [--slow I:F]... [--slowdown F]
        [--step-time MS] [--kill I@SEC]... [--join I@SEC]... [--timeout SEC] [--out DIR] [--compare KEY=V1,V2,...]
-       [--sample-ms MS] [coordinator flags: --job --consistency --staleness --max-clock --epochs
+       [--sample-ms MS] [--submit SEC:FILE]... (with --jobs FILE) [coordinator flags: --job --consistency --staleness --max-clock --epochs
        --target-accuracy --min-workers --batch --lr --eval-every --seed --state-dir]
 compare keys: workers, browsers, slowdown, step-time, consistency (bsp, ssp:S, asp), or any coordinator flag`;
 
@@ -198,7 +202,14 @@ function runSpec(values: Values, label: string): RunSpec {
   const stepTime = str(values, "step-time");
   const stepTimeMs = stepTime === undefined ? 0 : positiveNumber("step-time", stepTime, 1, MAX_STEP_TIME_MS);
   const coordValues: Values = { ...values };
-  if (str(values, "min-workers") === undefined) coordValues["min-workers"] = String(workers);
+  // Several jobs: each job's own flags say how many workers it waits for.
+  if (str(values, "min-workers") === undefined && str(values, "jobs") === undefined) coordValues["min-workers"] = String(workers);
+  const submits = list(values, "submit").map((v) => {
+    const m = /^([0-9]+(?:\.[0-9]+)?):(.+)$/.exec(v);
+    if (!m?.[1] || !m[2]) throw new UsageError(`--submit wants SEC:FILE, got "${v}"`);
+    if (str(values, "jobs") === undefined) throw new UsageError("--submit needs --jobs FILE");
+    return { atSec: Number(m[1]), file: m[2] };
+  });
   const coordStrings: Record<string, string | boolean | undefined> = {};
   for (const k of Object.keys(COORDINATOR_FLAGS)) {
     const v = coordValues[k];
@@ -221,6 +232,7 @@ function runSpec(values: Values, label: string): RunSpec {
     coordinatorArgs: coordinatorArgv(coordValues),
     targetAccuracy: cfg.targetAccuracy,
     maxClock: cfg.maxClock,
+    submits,
   };
 }
 

@@ -15,6 +15,8 @@ import { parseHarnessArgs, UsageError, USAGE, type HarnessConfig } from "./flags
 import { Progress } from "./progress.ts";
 import { comparisonMarkdown, writeReport } from "./report.ts";
 import { runExperiment, stopAllNow, type RunResult } from "./run.ts";
+import { runJobsExperiment } from "./jobs.ts";
+import { mkdirSync, writeFileSync } from "node:fs";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
 
@@ -54,6 +56,34 @@ async function main(): Promise<number> {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+
+  const jobsRun = cfg.runs.length === 1 && cfg.runs[0]?.coordinatorArgs.includes("--jobs") ? cfg.runs[0] : undefined;
+  if (jobsRun) {
+    // Several jobs on one grid: utilization and fairness over time (test/harness/jobs.ts).
+    const startedAt = new Date().toISOString();
+    const loadStart = loadavg();
+    const { summary, samples } = await runJobsExperiment(jobsRun, jobsRun.submits, (l) => process.stdout.write(`${l}\n`));
+    const pct = (x: number | null): string => (x === null ? "-" : `${(x * 100).toFixed(1)}%`);
+    process.stdout.write(
+      [
+        `outcome: ${summary.outcome} (${summary.reason}); ${summary.moves} moves`,
+        `| measure | value |`,
+        `| --- | --- |`,
+        `| utilization (whole run) | ${pct(summary.utilization)} |`,
+        ...summary.windows.map((w) => `| utilization ±10 s around ${w.event} (${w.t.toFixed(1)} s) | ${pct(w.utilization)} |`),
+        `| fairness error while ≥ 2 jobs ran: mean / max | ${pct(summary.fairness.mean)} / ${pct(summary.fairness.max)} |`,
+        ...summary.fairness.settleSec.map((x) => `| fairness error ≤ 10% after ${x.event} | ${x.sec === null ? "never" : `${x.sec.toFixed(1)} s`} |`),
+        ...summary.jobs.map((j) => `| job ${j.id} | ${j.state}${j.doneSec !== null ? ` at ${j.doneSec.toFixed(1)} s` : ""}, digests ${j.digestsAgree === null ? "-" : j.digestsAgree ? "agree" : "DIFFER"} |`),
+      ].join("\n") + "\n",
+    );
+    if (cfg.out !== null) {
+      mkdirSync(cfg.out, { recursive: true });
+      const file = join(cfg.out, "report.json");
+      writeFileSync(file, JSON.stringify({ argv, startedAt, loadavg: { start: loadStart, end: loadavg() }, cpus: cpus().length, summary, samples }, null, 1));
+      process.stdout.write(`report: ${file}\n`);
+    }
+    return summary.outcome === "done" ? 0 : 1;
+  }
 
   const progress = new Progress({
     write: (t) => process.stdout.write(t),

@@ -1,0 +1,180 @@
+/**
+ * The harness with `--jobs FILE` (several jobs on one grid): N volunteer
+ * pages shared by the coordinator's allocation, `--submit SEC:FILE` jobs
+ * posted later (a job start), `GET /api/jobs` sampled until every job is done
+ * or the time limit passes. Measures
+ *
+ * - utilization: the share of (volunteer, sample interval) pairs in which the
+ *   volunteer computed for some job, i.e. the clock of its current worker
+ *   advanced, over the time some job was running and took volunteers, from
+ *   the first sample in which every page had a job; also in the windows of
+ *   ±`WINDOW_SEC` around each job's start and end;
+ * - the fairness error over time (the coordinator's `fairnessError`: largest
+ *   gap between a job's share of throughput and its weight's share, jobs
+ *   pinned at a bound left out), its mean and maximum while two or more jobs
+ *   ran, and how long after each job start or end it stayed above 0.1.
+ */
+import { readFileSync } from "node:fs";
+import { chromium, type Browser } from "@playwright/test";
+import { CHROMIUM_ARGS, chromiumExecutable } from "../support/chromium.ts";
+import { startCoordinatorProcess, type CoordinatorProcess } from "../support/coordinator.ts";
+import { pageQuery } from "./run.ts";
+import type { RunSpec } from "./flags.ts";
+
+/** Seconds either side of a job's start or end over which utilization is also given. */
+export const WINDOW_SEC = 10;
+
+export interface JobsSample {
+  readonly t: number;
+  readonly fairnessError: number;
+  readonly jobs: readonly { id: string; state: string; volunteers: number; target: number; actual: number }[];
+  /** Per volunteer: its job and worker, and that worker's clock (null when it has none). */
+  readonly volunteers: readonly { id: string; job: string | null; worker: string | null; clock: number | null }[];
+}
+
+export interface JobsSummary {
+  readonly outcome: "done" | "timeout" | "error";
+  readonly reason: string;
+  readonly utilization: number | null;
+  readonly windows: readonly { event: string; t: number; utilization: number | null }[];
+  readonly fairness: { mean: number | null; max: number | null; settleSec: readonly { event: string; sec: number | null }[] };
+  readonly moves: number;
+  readonly jobs: readonly { id: string; state: string; doneSec: number | null; digestsAgree: boolean | null }[];
+}
+
+interface ApiJobs {
+  jobs: { id: string; job: { state: string }; volunteers: number; share: { target: number; actual: number }; workers: { id: string; state: string; clock: number; digest: { sum: number; l2: number; proj: number[] } | null }[]; events: { t: number; kind: string }[] }[];
+  volunteers: { id: string; job: string | null; worker: string | null; moving: string | null }[];
+  moves: unknown[];
+  fairnessError: number;
+}
+
+/** Utilization over consecutive samples in [from, to]: intervals in which a volunteer's worker clock advanced. */
+export function utilization(samples: readonly JobsSample[], from: number, to: number): number | null {
+  let busy = 0;
+  let all = 0;
+  for (let i = 1; i < samples.length; i++) {
+    const a = samples[i - 1] as JobsSample;
+    const b = samples[i] as JobsSample;
+    if (a.t < from || b.t > to) continue;
+    const before = new Map(a.volunteers.map((v) => [v.id, v]));
+    for (const v of b.volunteers) {
+      const p = before.get(v.id);
+      if (!p) continue;
+      all++;
+      if (v.job !== null && v.job === p.job && v.worker === p.worker && v.clock !== null && p.clock !== null && v.clock > p.clock) busy++;
+    }
+  }
+  return all > 0 ? busy / all : null;
+}
+
+export async function runJobsExperiment(
+  spec: RunSpec,
+  submits: readonly { atSec: number; file: string }[],
+  log: (line: string) => void,
+): Promise<{ summary: JobsSummary; samples: JobsSample[] }> {
+  const t0 = Date.now();
+  const now = (): number => (Date.now() - t0) / 1000;
+  const samples: JobsSample[] = [];
+  const events: { event: string; t: number }[] = [];
+  let coord: CoordinatorProcess | null = null;
+  let browser: Browser | null = null;
+  let outcome: JobsSummary["outcome"] = "timeout";
+  let reason = `time limit ${spec.timeoutSec} s`;
+  let last: ApiJobs | null = null;
+  try {
+    coord = await startCoordinatorProcess([...spec.coordinatorArgs]);
+    const executablePath = chromiumExecutable();
+    browser = await chromium.launch({ headless: true, args: [...CHROMIUM_ARGS], ...(executablePath !== undefined ? { executablePath } : {}) });
+    for (let n = 1; n <= spec.workers; n++) {
+      const page = await (await browser.newContext()).newPage();
+      await page.goto(`${coord.url}/?${pageQuery(n, spec.slow.get(n) ?? 1, spec.stepTimeMs)}`);
+    }
+    log(`${spec.workers} pages open at ${now().toFixed(1)} s`);
+    const pending = [...submits].sort((a, b) => a.atSec - b.atSec);
+    let allJoinedAt: number | null = null;
+    const seenDone = new Set<string>();
+    while (now() < spec.timeoutSec) {
+      const res = await fetch(`${coord.url}/api/jobs`, { signal: AbortSignal.timeout(5000) });
+      const l = (await res.json()) as ApiJobs;
+      last = l;
+      const t = now();
+      const clockOf = new Map<string, number>();
+      for (const j of l.jobs) for (const w of j.workers) clockOf.set(`${j.id}/${w.id}`, w.clock);
+      samples.push({
+        t,
+        fairnessError: l.fairnessError,
+        jobs: l.jobs.map((j) => ({ id: j.id, state: j.job.state, volunteers: j.volunteers, target: j.share.target, actual: j.share.actual })),
+        volunteers: l.volunteers.map((v) => ({ id: v.id, job: v.moving === null ? v.job : null, worker: v.moving === null ? v.worker : null, clock: v.job !== null && v.worker !== null ? (clockOf.get(`${v.job}/${v.worker}`) ?? null) : null })),
+      });
+      if (allJoinedAt === null && l.volunteers.length >= spec.workers) {
+        allJoinedAt = t;
+        events.push({ event: "all volunteers have a job", t });
+        log(`every volunteer has a job at ${t.toFixed(1)} s`);
+      }
+      for (const j of l.jobs) {
+        if (j.job.state === "done" && !seenDone.has(j.id)) {
+          seenDone.add(j.id);
+          const doneT = (j.events.find((e) => e.kind === "done")?.t ?? Date.now()) - t0;
+          events.push({ event: `job ${j.id} done`, t: doneT / 1000 });
+          log(`job ${j.id} done at ${(doneT / 1000).toFixed(1)} s`);
+        }
+      }
+      while (allJoinedAt !== null && pending.length > 0 && t - allJoinedAt >= (pending[0]?.atSec ?? 0)) {
+        const s = pending.shift() as { atSec: number; file: string };
+        const r = await fetch(`${coord.url}/api/jobs`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${coord.token}`, "Content-Type": "application/json" },
+          body: readFileSync(s.file, "utf8"),
+        });
+        const body = (await r.json()) as { id?: string; error?: string };
+        if (r.status !== 201) throw new Error(`POST /api/jobs ${s.file}: HTTP ${r.status} ${body.error ?? ""}`);
+        events.push({ event: `job ${body.id ?? "?"} submitted`, t: now() });
+        log(`job ${body.id ?? "?"} submitted at ${now().toFixed(1)} s`);
+      }
+      if (pending.length === 0 && l.jobs.every((j) => j.job.state === "done" || j.job.state === "failed")) {
+        outcome = "done";
+        reason = "every job done";
+        break;
+      }
+      await new Promise((r) => setTimeout(r, spec.sampleMs));
+    }
+  } catch (e) {
+    outcome = "error";
+    reason = e instanceof Error ? e.message : String(e);
+  } finally {
+    await browser?.close().catch(() => {});
+    await coord?.stop();
+  }
+  // The window: from every page having a job until the last time some job took volunteers.
+  const start = events.find((e) => e.event === "all volunteers have a job")?.t ?? Infinity;
+  const running = samples.filter((s) => s.jobs.some((j) => j.state === "running"));
+  const end = running.at(-1)?.t ?? start;
+  const jobEvents = events.filter((e) => e.event !== "all volunteers have a job");
+  const windows = jobEvents.map((e) => ({ event: e.event, t: e.t, utilization: utilization(samples, Math.max(start, e.t - WINDOW_SEC), Math.min(end, e.t + WINDOW_SEC)) }));
+  const multi = samples.filter((s) => s.t >= start && s.jobs.filter((j) => j.state === "running").length >= 2);
+  const errs = multi.map((s) => s.fairnessError);
+  const settleSec = jobEvents.map((e) => {
+    const after = samples.filter((s) => s.t >= e.t && s.t <= end);
+    const ok = after.find((s) => s.fairnessError <= 0.1);
+    return { event: e.event, sec: ok ? ok.t - e.t : null };
+  });
+  const digestsOk = (j: ApiJobs["jobs"][number]): boolean | null => {
+    const ds = j.workers.filter((w) => w.state === "active").map((w) => w.digest);
+    if (ds.length === 0 || ds.some((d) => d === null)) return null;
+    const [d0] = ds as { sum: number; l2: number }[];
+    return (ds as { sum: number; l2: number }[]).every((d) => Math.abs(d.sum - (d0?.sum ?? 0)) <= 1e-4 * Math.max(d.l2, 1e-12) && Math.abs(d.l2 - (d0?.l2 ?? 0)) <= 1e-4 * Math.max(d.l2, 1e-12));
+  };
+  return {
+    samples,
+    summary: {
+      outcome,
+      reason,
+      utilization: utilization(samples, start, end),
+      windows,
+      fairness: { mean: errs.length > 0 ? errs.reduce((a, b) => a + b, 0) / errs.length : null, max: errs.length > 0 ? Math.max(...errs) : null, settleSec },
+      moves: last?.moves.length ?? 0,
+      jobs: (last?.jobs ?? []).map((j) => ({ id: j.id, state: j.job.state, doneSec: events.find((e) => e.event === `job ${j.id} done`)?.t ?? null, digestsAgree: digestsOk(j) })),
+    },
+  };
+}
