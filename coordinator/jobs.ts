@@ -153,8 +153,10 @@ interface Vol {
   worker: string | null;
   /** Identity of the current membership: messages of an older one are not delivered. */
   member: object | null;
-  /** Smoothed examples/s per job id. */
+  /** Smoothed examples/s per job id, once measured long enough (see `measure`). */
   readonly rates: Map<string, number>;
+  /** Per job id: the running measurement (first report, smoothed rate, last report and its clock). */
+  readonly meters: Map<string, { first: number; rate: number; at: number; clock: number }>;
   /** A `move` is out: the page leaves `from` and joins again. */
   moving: { from: string; to: string; since: number; reason: string } | null;
   /** Where its next join goes, and why (after a move, or while it waits). */
@@ -191,8 +193,11 @@ export interface JobGridOptions {
 }
 
 const MAX_MOVES_KEPT = 300;
-/** Smoothing of measured throughput (weight of the newest report). */
-const RATE_ALPHA = 0.3;
+/** Measured throughput: time constant of its smoothing, and how long a volunteer reports on a job before its rate counts. */
+const RATE_TAU_MS = 5000;
+const RATE_WARMUP_MS = 3000;
+/** Rates within this factor of the job's median count as the median (measurement noise). */
+const NOISE_BAND = 2;
 
 /** open: takes volunteers; finishing: its workers drain and stay; closed: paused or cancelled, its volunteers go elsewhere; over: done or failed. */
 type Phase = "open" | "finishing" | "closed" | "over";
@@ -296,7 +301,7 @@ export class JobGrid {
   /** A control connection opened. */
   connect(send: (m: ServerMessage) => void): string {
     const id = `v${this.nextVol++}`;
-    this.vols.set(id, { id, send, name: "", available: false, job: null, worker: null, member: null, rates: new Map(), moving: null, target: null, since: 0 });
+    this.vols.set(id, { id, send, name: "", available: false, job: null, worker: null, member: null, rates: new Map(), meters: new Map(), moving: null, target: null, since: 0 });
     return id;
   }
 
@@ -326,6 +331,8 @@ export class JobGrid {
     let target: { job: string; reason: string } | null = null;
     const t = v.target;
     v.target = null;
+    // A page that comes back after a move or while it waited for a job completes a plan; a new one changes it.
+    const arriving = t === null;
     if (t && this.phase(this.jobs.get(t.job) as GridJob) === "open") target = t;
     const cj = msg.rejoin !== undefined ? this.credentials.get(msg.rejoin) : undefined;
     if (!target && cj !== undefined && this.jobs.get(cj) && this.phase(this.jobs.get(cj) as GridJob) === "open") target = { job: cj, reason: `back to job ${cj}, where it worked before` };
@@ -338,7 +345,7 @@ export class JobGrid {
     const j = this.jobs.get(target.job) as GridJob;
     const { rejoin, ...fresh } = msg;
     const r = this.enter(v, j, cj === target.job && rejoin !== undefined ? msg : fresh, target.reason);
-    if (r.ok) this.rebalance(`volunteer ${v.id} joined`, true);
+    if (r.ok && arriving) this.rebalance(`volunteer ${v.id} joined`, true);
     return r;
   }
 
@@ -377,16 +384,57 @@ export class JobGrid {
     return { ok: true, job: j.id, id: r.id };
   }
 
+  /**
+   * One throughput report: smoothed over RATE_TAU_MS; it counts (in `rates`)
+   * once the volunteer has reported on the job for RATE_WARMUP_MS, so the
+   * first steps (pipelines compiling, data loading) do not count.
+   */
+  private measure(v: Vol, job: string, r: number, clock: number): void {
+    const now = this.now();
+    const m = v.meters.get(job);
+    if (!m) {
+      v.meters.set(job, { first: now, rate: r, at: now, clock });
+      return;
+    }
+    // Only reports after steps: a page that waits (paused, loading, gated) repeats its last step time.
+    if (clock <= m.clock) return;
+    m.clock = clock;
+    const w = 1 - Math.exp(-Math.max(0, now - m.at) / RATE_TAU_MS);
+    m.rate += w * (r - m.rate);
+    m.at = now;
+    if (now - m.first >= RATE_WARMUP_MS) v.rates.set(job, m.rate);
+  }
+
+  /**
+   * The rates the allocation sees: a measured rate within a factor NOISE_BAND
+   * of the job's median counts as the median (pages sharing a machine, and
+   * minibatches resized by work sizing, move a page's rate that much from one
+   * report to the next; only larger differences are taken as real).
+   */
+  private allocRates(jobs: readonly JobDemand[]): Map<string, Map<string, number>> {
+    const medians = new Map<string, number>();
+    for (const j of jobs) {
+      const xs = [...this.vols.values()].flatMap((v) => (v.available && v.rates.has(j.id) ? [v.rates.get(j.id) as number] : [])).sort((a, b) => a - b);
+      if (xs.length > 0) medians.set(j.id, xs.length % 2 ? (xs[xs.length >> 1] as number) : ((xs[(xs.length >> 1) - 1] as number) + (xs[xs.length >> 1] as number)) / 2);
+    }
+    const out = new Map<string, Map<string, number>>();
+    for (const v of this.vols.values()) {
+      const row = new Map<string, number>();
+      for (const [job, r] of v.rates) {
+        const m = medians.get(job);
+        row.set(job, m !== undefined && r >= m / NOISE_BAND && r <= m * NOISE_BAND ? m : r);
+      }
+      out.set(v.id, row);
+    }
+    return out;
+  }
+
   /** A validated message of a joined volunteer, for its job. */
   onMessage(vid: string, msg: ClientMessage): void {
     const v = this.vols.get(vid);
     if (!v || v.job === null || v.worker === null) return;
     const j = this.jobs.get(v.job) as GridJob;
-    if (msg.type === "clock" && msg.stepMs > 0 && msg.batch > 0) {
-      const r = (msg.batch * 1000) / msg.stepMs;
-      const old = v.rates.get(j.id);
-      v.rates.set(j.id, old === undefined ? r : (1 - RATE_ALPHA) * old + RATE_ALPHA * r);
-    }
+    if (msg.type === "clock" && msg.stepMs > 0 && msg.batch > 0) this.measure(v, j.id, (msg.batch * 1000) / msg.stepMs, msg.clock);
     if (msg.type === "leave" && v.moving) {
       this.completeMove(v);
       return;
@@ -449,13 +497,14 @@ export class JobGrid {
 
   /** Volunteers free to allocate: connected, asking for work, not held by a job that is finishing. */
   private pool(): Volunteer[] {
+    const rates = this.allocRates(this.demands());
     const out: Volunteer[] = [];
     for (const v of this.vols.values()) {
       if (!v.available) continue;
       const held = v.job !== null ? this.jobs.get(v.job) : undefined;
       if (!v.moving && held && this.phase(held) === "finishing") continue;
       const cur = this.heading(v);
-      out.push({ id: v.id, rates: v.rates, current: cur !== null && this.jobs.has(cur) ? cur : null });
+      out.push({ id: v.id, rates: rates.get(v.id) ?? v.rates, current: cur !== null && this.jobs.has(cur) ? cur : null });
     }
     return out;
   }
@@ -495,13 +544,21 @@ export class JobGrid {
     const from = v.job;
     this.moves.push({ t: this.now(), volunteer: v.id, from: v.moving?.from ?? from, to, reason });
     if (this.moves.length > MAX_MOVES_KEPT) this.moves.splice(0, this.moves.length - MAX_MOVES_KEPT);
-    this.log(`move ${v.id}${v.name ? ` (${v.name})` : ""}: ${from ?? "no job"} → ${to}: ${reason}`);
-    v.send({ type: "move", job: to, name: j.run.job.name, reason: reason.slice(0, 300) });
+    this.log(`move ${v.id}${v.name ? ` (${v.name})` : ""}: ${v.moving?.from ?? from ?? "no job"} → ${to}: ${reason}`);
     const old = from !== null ? this.jobs.get(from) : undefined;
     if (v.moving) {
+      // Already leaving: its next join goes to the new target (one move message per leave).
       v.moving.to = to;
       v.moving.reason = reason;
-    } else if (old && v.worker !== null && old.run.state !== "done" && old.run.state !== "failed" && old.run.isLive(v.worker)) {
+      return;
+    }
+    if (v.target && v.member === null && v.job === null) {
+      // Told to move and not joined again yet: same.
+      v.target = { job: to, reason };
+      return;
+    }
+    v.send({ type: "move", job: to, name: j.run.job.name, reason: reason.slice(0, 300) });
+    if (old && v.worker !== null && old.run.state !== "done" && old.run.state !== "failed" && old.run.isLive(v.worker)) {
       v.moving = { from: old.id, to, since: this.now(), reason };
     } else {
       // Not in a running job (waiting, or its job is over): its next join goes to `to`.

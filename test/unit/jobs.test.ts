@@ -14,6 +14,9 @@ import { JobRun } from "../../coordinator/job.ts";
 import { baseArgs, JobGrid, jobSpec, readJobsFile } from "../../coordinator/jobs.ts";
 import { startServer, type RunningServer } from "../../coordinator/server.ts";
 import { parseServerMessage, type ServerMessage } from "../../coordinator/protocol.ts";
+import { jobRows, moveLines, parseJobsList } from "../../coordinator/console/jobs.ts";
+import { utilization, type JobsSample } from "../harness/jobs.ts";
+import { parseHarnessArgs } from "../harness/flags.ts";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
 const JOIN = { type: "join" as const, backend: "cpu" as const, kernel: "k", adapter: "a" };
@@ -145,9 +148,13 @@ describe("volunteers shared between jobs", () => {
       expect(w?.grid?.job).toBe(grid.membership(p.vid)?.job);
       expect(w?.grid?.reason).toMatch(/weighted fair share: job [ab] \(weight [12] of 3\)/);
     }
-    // Nobody was moved to get there, and a rebalance with equal measured rates keeps it.
+    // Nobody was moved to get there, and a rebalance on rates that differ by up to 20% (noise) keeps it.
     expect(pages.every((p) => p.last("move") === undefined)).toBe(true);
-    pages.forEach((p, i) => p.clock(i + 1));
+    for (let k = 1; k <= 5; k++) {
+      pages.forEach((p, i) => p.clock(k, 10 * (1 + 0.04 * i)));
+      t += 1000;
+    }
+    expect((grid.list() as { volunteers: { rates: Record<string, number> }[] }).volunteers.every((v) => Object.keys(v.rates).length === 1)).toBe(true);
     t += 6000;
     grid.tick();
     expect(pages.every((p) => p.last("move") === undefined)).toBe(true);
@@ -224,6 +231,28 @@ describe("volunteers shared between jobs", () => {
     expect(a.state).toBe("running");
   });
 
+  it("a volunteer already leaving is retargeted without a second move message", () => {
+    let t = 1000;
+    const { grid, b } = twoJobs(() => t);
+    const pages = Array.from({ length: 6 }, () => new FakePage(grid));
+    for (const p of pages) p.join();
+    for (let k = 1; k <= 5; k++) {
+      pages.forEach((p) => p.clock(k));
+      t += 1000;
+    }
+    b.control("pause");
+    grid.controlled("b", "was paused");
+    const mover = pages.find((p) => p.last("move") !== undefined)!;
+    expect(mover.last("move")?.job).toBe("a");
+    // b resumes before the page has left: the plan changes back, the page gets no second move.
+    b.control("resume");
+    grid.controlled("b", "was resumed");
+    expect(mover.got.filter((m) => m.type === "move")).toHaveLength(1);
+    mover.move(6);
+    expect(grid.membership(mover.vid)?.job).toBe("b");
+    expect(counts(grid, pages)).toEqual({ a: 4, b: 2 });
+  });
+
   it("a page that does not answer a move is taken out of its old job after the timeout", () => {
     let t = 1000;
     const { grid, b } = twoJobs(() => t);
@@ -238,6 +267,54 @@ describe("volunteers shared between jobs", () => {
     expect(b.state).toBe("done");
     p.join();
     expect(grid.membership(p.vid)?.job).toBe("a");
+  });
+});
+
+describe("the console's jobs panel", () => {
+  it("reads GET /api/jobs as the grid serves it: shares, workers, progress and the moves", () => {
+    let t = Date.UTC(2026, 0, 1, 12, 0, 0);
+    const { grid, a } = twoJobs(() => t);
+    const pages = Array.from({ length: 3 }, () => new FakePage(grid));
+    for (const p of pages) p.join();
+    pages.forEach((p) => p.clock(4));
+    a.control("pause");
+    grid.controlled("a", "was paused");
+    const list = parseJobsList(JSON.parse(JSON.stringify(grid.list())));
+    expect(list).not.toBeNull();
+    // The mover still counts for a until its page has left.
+    expect(jobRows(list!)).toEqual([
+      ["a", "mnist-softmax", "2", "paused", "67%", "67%", "2", "– of 0.99, 64 examples"],
+      ["b", "mnist-softmax", "1", "running", "33%", "33%", "1", "– of 0.99, 32 examples"],
+    ]);
+    const lines = moveLines(list!);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/v[123]: a → b \(job a was paused; weighted fair share/);
+    expect(parseJobsList({ jobs: "x" })).toBeNull();
+  });
+});
+
+describe("the harness's utilization measure", () => {
+  it("counts a volunteer busy in an interval only when the clock of the same worker advanced", () => {
+    const at = (t: number, v: JobsSample["volunteers"]): JobsSample => ({ t, fairnessError: 0, jobs: [], volunteers: v });
+    const samples = [
+      at(0, [{ id: "v1", job: "a", worker: "w1", clock: 1 }, { id: "v2", job: "b", worker: "w1", clock: 1 }]),
+      at(1, [{ id: "v1", job: "a", worker: "w1", clock: 3 }, { id: "v2", job: "b", worker: "w1", clock: 1 }]),
+      // v2 moved: a new worker of another job, not counted as computing in that interval.
+      at(2, [{ id: "v1", job: "a", worker: "w1", clock: 5 }, { id: "v2", job: "a", worker: "w2", clock: 0 }]),
+      at(3, [{ id: "v1", job: "a", worker: "w1", clock: 6 }, { id: "v2", job: "a", worker: "w2", clock: 2 }, { id: "v3", job: null, worker: null, clock: null }]),
+    ];
+    expect(utilization(samples, 0, 3)).toBe(4 / 6);
+    expect(utilization(samples, 1, 2)).toBe(1 / 2);
+    expect(utilization(samples, 5, 9)).toBeNull();
+  });
+
+  it("takes --jobs FILE and --submit SEC:FILE, and leaves each job's --min-workers to its entry", () => {
+    const run = parseHarnessArgs(["--workers", "6", "--jobs", "j.json", "--submit", "10:c.json", "--submit", "2.5:d.json"]).runs[0]!;
+    expect(run.submits).toEqual([{ atSec: 10, file: "c.json" }, { atSec: 2.5, file: "d.json" }]);
+    expect(run.coordinatorArgs).toContain("--jobs");
+    expect(run.coordinatorArgs).not.toContain("--min-workers");
+    expect(() => parseHarnessArgs(["--submit", "10:c.json"])).toThrow(/--submit needs --jobs/);
+    expect(() => parseHarnessArgs(["--jobs", "j.json", "--submit", "soon"])).toThrow(/--submit wants SEC:FILE/);
   });
 });
 
