@@ -15,6 +15,7 @@ import {
   encodeModelUpload,
   parseServerMessage,
   type ClientMessage,
+  type MoveMessage,
   type ViewMessage,
   type WelcomeMessage,
 } from "../coordinator/protocol.ts";
@@ -65,6 +66,10 @@ interface PageState {
   lostPeers: { id: string; at: number; why: string }[];
   /** Largest lead over the slowest active worker this page saw at a step start (≤ s + 1). */
   maxLead: number;
+  /** Grid of several jobs: the job this page works for (id) and why; its moves. */
+  job: string | null;
+  jobReason: string;
+  moves: { at: number; job: string; reason: string }[];
   log: string[];
 }
 const pageState: PageState = {
@@ -82,6 +87,9 @@ const pageState: PageState = {
   forwarded: 0,
   lostPeers: [],
   maxLead: 0,
+  job: null,
+  jobReason: "",
+  moves: [],
   log: [],
 };
 (window as unknown as { grid: PageState }).grid = pageState;
@@ -146,7 +154,12 @@ interface Membership {
   viewRequested: boolean;
   snapshotLoaded: boolean;
   snapshotTimer: ReturnType<typeof setInterval> | null;
+  /** Left after a `move`: its own updates still retained, served to peers' re-send requests until its links close. */
+  leaving: { clock: number; encoding: Encoding; buffer: ArrayBuffer }[] | null;
 }
+
+/** After a move, the old job's peer links stay open this long for re-sends of this page's last updates. */
+const MOVE_GRACE_MS = 4000;
 
 async function main(): Promise<void> {
   ui.setState("asking the coordinator which job runs");
@@ -162,6 +175,8 @@ async function main(): Promise<void> {
   const worker = Comlink.wrap<TrainingWorkerApi>(new Worker(new URL("./worker.ts", import.meta.url), { type: "module" }));
   ui.onThrottle((share) => void worker.setThrottle(share));
   const init = await worker.init(backendParam, job.name, 512);
+  /** The job kind the worker's kernels are prepared for (a move to another kind prepares again). */
+  let kernels: Promise<string> = Promise.resolve(job.name);
   pageState.backend = init.backend;
   ui.setAdapter(`${init.backend} · ${init.kernel} · ${init.adapter}`);
   if (init.fallbackReason && backendParam !== "cpu") {
@@ -210,6 +225,8 @@ async function main(): Promise<void> {
 
   const onPeerMessage = (m: Membership, fromPeer: string, msg: ReceivedMessage): void => {
     const w = m.welcome;
+    // A membership left after a move only answers re-send requests (the worker runs another job now).
+    if (m.leaving !== null && msg.type !== FrameType.RESEND_REQUEST) return;
     switch (msg.type) {
       case FrameType.UPDATE: {
         // Checked before it is forwarded: a malformed update stops here and is
@@ -269,6 +286,10 @@ async function main(): Promise<void> {
       case FrameType.RESEND_REQUEST: {
         const d = decodeResendRequestPayload(msg.payload);
         if (!d.ok) return;
+        if (m.leaving) {
+          for (const u of m.leaving) if (d.value.target === num(w.workerId) && u.clock > d.value.fromClock) void m.transport.send(fromPeer, FrameType.UPDATE, d.value.target, u.clock, new Uint8Array(u.buffer), u.encoding);
+          return;
+        }
         void worker.retained(`w${d.value.target}`, d.value.fromClock, Number.MAX_SAFE_INTEGER).then((list) => {
           for (const u of list) void m.transport.send(fromPeer, FrameType.UPDATE, d.value.target, u.clock, new Uint8Array(u.buffer), u.encoding);
         });
@@ -290,6 +311,8 @@ async function main(): Promise<void> {
     writeSession(credentialKey, w.credential);
     pageState.workerId = w.workerId;
     pageState.memberships++;
+    pageState.job = w.grid?.job ?? null;
+    pageState.jobReason = w.grid?.reason ?? "";
     ui.setWelcome(w);
     const peerOf = new Map<string, string>();
     const m: Membership = {
@@ -303,6 +326,7 @@ async function main(): Promise<void> {
       viewRequested: false,
       snapshotLoaded: !w.needsSnapshot,
       snapshotTimer: null,
+      leaving: null,
       transport: new PeerTransport({
         coordinator,
         peerId: w.peerId,
@@ -416,6 +440,7 @@ async function main(): Promise<void> {
     },
     final(clock: number): void {
       send({ type: "final", clock });
+      finalSeen?.(clock);
     },
     digest(d: { sum: number; l2: number; proj: number[] }, vector: Record<string, number>): void {
       pageState.digest = d;
@@ -439,6 +464,62 @@ async function main(): Promise<void> {
   };
   const proxied = Comlink.proxy(callbacks);
 
+  /** Resolves a move's wait for the worker's last clock. */
+  let finalSeen: ((clock: number) => void) | null = null;
+  let moving = false;
+
+  /**
+   * The coordinator gives this page to another job: stop stepping, report the
+   * last clock, leave (the old job reassigns its shards; nothing of ours is
+   * lost: our updates stay servable over the old links for a few seconds),
+   * then join again, as an ordinary joiner of the new job. Shards stay cached
+   * per job in IndexedDB, so coming back costs no download.
+   */
+  const moveTo = async (mv: MoveMessage): Promise<void> => {
+    log(`moving to job ${mv.job} (${mv.name}): ${mv.reason}`);
+    pageState.moves.push({ at: Date.now(), job: mv.job, reason: mv.reason });
+    if (pageState.moves.length > 50) pageState.moves.shift();
+    ui.setState(`moving to job ${mv.job}: ${mv.reason}`);
+    if (moving) return;
+    moving = true;
+    try {
+      const m = member;
+      if (m?.started && !jobOver && (pageState.state === "training" || pageState.state === "waiting" || pageState.state === "loading" || pageState.state === "paused")) {
+        const last = new Promise<number | null>((r) => {
+          finalSeen = r;
+          setTimeout(() => r(null), 5000);
+        });
+        void worker.finish();
+        const clock = await last;
+        finalSeen = null;
+        if (clock !== null) m.leaving = await worker.retained(m.welcome.workerId, 0, clock);
+      }
+      if (m) m.leaving ??= [];
+      send({ type: "leave" });
+      if (m && member === m) {
+        member = null;
+        if (m.snapshotTimer) clearInterval(m.snapshotTimer);
+        void worker.stop();
+        setTimeout(() => m.transport.destroy(), MOVE_GRACE_MS);
+      }
+      pageState.workerId = null;
+      jobOver = false;
+      credential = null;
+      writeSession(credentialKey, null);
+      if ((await kernels) !== mv.name) {
+        kernels = worker.init(backendParam, mv.name, 512).then((r) => {
+          pageState.backend = r.backend;
+          ui.setAdapter(`${r.backend} · ${r.kernel} · ${r.adapter}`);
+          return mv.name;
+        });
+        await kernels;
+      }
+    } finally {
+      moving = false;
+    }
+    join();
+  };
+
   const onServerMessage = (text: string): void => {
     const parsed = parseServerMessage(text);
     if (!parsed.ok) {
@@ -447,6 +528,9 @@ async function main(): Promise<void> {
     }
     const msg = parsed.value;
     switch (msg.type) {
+      case "move":
+        void moveTo(msg).catch((e: unknown) => log(`move failed: ${e instanceof Error ? e.message : String(e)}`));
+        return;
       case "welcome":
         reconnectDelay = 1000;
         startMembership(msg);

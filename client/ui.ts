@@ -197,7 +197,9 @@ export class PageView {
   setWelcome(w: WelcomeMessage): void {
     this.parameters = w.job.parameters;
     this.worker.textContent = w.workerId;
-    this.job.textContent = `${w.job.name} (${w.job.parameters.toLocaleString("en-US")} parameters, batch ${w.job.batch})`;
+    const kind = `${w.job.name} (${w.job.parameters.toLocaleString("en-US")} parameters, batch ${w.job.batch})`;
+    // On a grid of several jobs: which one, and why this page works for it.
+    this.job.textContent = w.grid ? `job ${w.grid.job}: ${kind}; why: ${w.grid.reason}` : kind;
     this.aboutJob.textContent = `${w.job.name}: trains a model of ${w.job.parameters.toLocaleString("en-US")} parameters together with the other volunteers.`;
     this.showWork();
   }

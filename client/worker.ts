@@ -87,6 +87,7 @@ class TrainingWorker {
   private sampler = new BatchSampler(1);
   private shards = new Map<number, ShardData>();
   private wantedShards: number[] = [];
+  private dataKey = "";
   private base = "";
   private viewState: ViewMessage["state"] = "waiting";
   private evaluator: string | null = null;
@@ -147,6 +148,10 @@ class TrainingWorker {
     const job = JOBS[welcome.job.name];
     if (!job) throw new Error(`unknown job ${welcome.job.name}`);
     const gen = ++this.generation;
+    // Another job's data (a move on a grid of several jobs): its shards come from IndexedDB or the coordinator again.
+    const dataKey = welcome.grid?.job ?? welcome.job.name;
+    if (dataKey !== this.dataKey) this.shards.clear();
+    this.dataKey = dataKey;
     this.job = job;
     this.optimizer = welcome.job.optimizer !== undefined ? optimizerByName(welcome.job.optimizer) : job.optimizer;
     this.base = base;
@@ -255,7 +260,8 @@ class TrainingWorker {
   }
 
   private async loadShards(msg: AssignMessage): Promise<void> {
-    const job = this.welcome?.job.name ?? "";
+    // Several jobs on one grid: data routes and the shard cache are per job id.
+    const job = this.welcome?.grid?.job ?? this.welcome?.job.name ?? "";
     for (const ref of msg.shards) {
       if (this.shards.has(ref.id)) continue;
       const { data } = await loadShard(this.base, job, ref, (m) => this.cb?.log(m));
