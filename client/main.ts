@@ -254,7 +254,8 @@ async function main(): Promise<void> {
         void worker.snapshot().then((s) => {
           if (!s || member !== m) return;
           const vectorClock = new Map(Object.entries(s.vector).map(([id, c]) => [num(id), c] as [number, number]));
-          void m.transport.send(fromPeer, FrameType.SNAPSHOT, num(w.workerId), 0, encodeSnapshotPayload({ vectorClock, params: new Float32Array(s.params) }));
+          // The frame's clock: robust aggregation's frontier of the snapshot (0 with mean).
+          void m.transport.send(fromPeer, FrameType.SNAPSHOT, num(w.workerId), s.frontier, encodeSnapshotPayload({ vectorClock, params: new Float32Array(s.params) }));
           for (const u of s.retained) void m.transport.send(fromPeer, FrameType.RETAINED, num(u.author), u.clock, new Uint8Array(u.buffer), u.encoding);
         });
         return;
@@ -269,7 +270,7 @@ async function main(): Promise<void> {
         const vector: Record<string, number> = {};
         for (const [k, c] of d.value.vectorClock) vector[`w${k}`] = c;
         const buf = d.value.params.buffer as ArrayBuffer;
-        void worker.loadSnapshot(Comlink.transfer(buf, [buf]), vector);
+        void worker.loadSnapshot(Comlink.transfer(buf, [buf]), vector, msg.clock);
         log(`took a snapshot from ${m.peerOf.get(fromPeer) ?? fromPeer}`);
         return;
       }

@@ -4,8 +4,9 @@
  * order, retained updates for re-sending and reverting, cuts, the SSP gate and
  * the end digest. The Web Worker drives it; unit tests drive it directly.
  */
-import { AppliedClocks, blockers, gateOpen, stalenessBound } from "../coordinator/ssp.ts";
+import { AppliedClocks, blockers, compareWorkerIds, gateOpen } from "../coordinator/ssp.ts";
 import type { Consistency, Digest, ViewMember } from "../coordinator/protocol.ts";
+import { aggregate, isRobust, MEAN, type Aggregation } from "./aggregate.ts";
 
 export type ReceiveResult = "applied" | "duplicate" | "cut" | "bad-length";
 
@@ -33,6 +34,29 @@ const RETAIN_MIN = 8;
  */
 const RETAIN_CAP = 256;
 
+/**
+ * Robust aggregation (client/aggregate.ts) changes what "applied" means. With
+ * `mean` an update is added to the parameters when it arrives, as always. With
+ * a robust rule an update is *held*: it counts in the vector clock and is
+ * retained, but reaches the parameters only when its clock is *finalized*:
+ *
+ *   - the frontier F: clocks 1..F are finalized, in order; clock F+1 is
+ *     finalized once every active worker outside syncing, and every cut worker
+ *     below its cut, has V[j] ≥ F+1;
+ *   - the contributors of a finalized clock c are the senders j with c ≤ V[j]
+ *     that hold an update at c (clocks up to a sender's start are empty), in
+ *     worker-id order; `committed` gains aggregate(contributors) once;
+ *   - an update that arrives for a clock already finalized (a replica that saw
+ *     a view late), or one a cut takes back, re-aggregates that clock: the old
+ *     aggregate out, the new one in (possible while the clock's updates are
+ *     retained, i.e. above `prunedThrough`);
+ *   - `params`, what the next step computes on, is `committed` plus this
+ *     worker's own updates not finalized yet (read-your-writes); other
+ *     workers' updates never reach it before their clock is aggregated;
+ *   - at the end (`finalizeAll`, after the drain) every clock up to the
+ *     highest held one is finalized with what is held, the same set on every
+ *     replica by then, so the replicas end equal.
+ */
 export class Replica {
   readonly params: Float32Array;
   private readonly applied = new Map<string, AppliedClocks>();
@@ -43,24 +67,41 @@ export class Replica {
   private stable = 0;
   /** Updates applied, counted once each (duplicates are not counted). */
   appliedCount = 0;
+  private readonly robust: boolean;
+  /** Robust mode: the parameters holding the finalized clocks' aggregates (null with `mean`). */
+  private readonly committed: Float32Array | null;
+  /** Robust mode: clocks 1..frontier are finalized. */
+  private frontier = 0;
+  /** Robust mode: at or below this clock a clock's updates may be incomplete (pruned), so it cannot be re-aggregated. */
+  private prunedThrough = 0;
+  /** Start clock of each sender seen in a view (its clocks up to it are empty). */
+  private readonly starts = new Map<string, number>();
+  /** Robust mode: late updates or cuts of a finalized clock that could not be folded in (the replica may then differ). */
+  lateUnfolded = 0;
 
   constructor(
     readonly self: string,
     initial: Float32Array,
     view: ReplicaView,
+    readonly aggregation: Aggregation = MEAN,
   ) {
     this.params = Float32Array.from(initial);
+    this.robust = isRobust(aggregation);
+    this.committed = this.robust ? Float32Array.from(initial) : null;
     this.view = view;
     for (const m of view.active) this.clocksOf(m.id, m.startClock);
   }
 
   private clocksOf(id: string, start = 0): AppliedClocks {
+    if (start > 0 && start > (this.starts.get(id) ?? 0)) this.starts.set(id, start);
     let a = this.applied.get(id);
     if (!a) {
       a = new AppliedClocks(start);
       this.applied.set(id, a);
     } else {
+      const before = a.prefix;
       a.advanceTo(start);
+      if (a.prefix > before) this.prefixMoved(id, before);
     }
     return a;
   }
@@ -128,9 +169,8 @@ export class Replica {
     if (cut !== undefined && clock > cut) return "cut";
     const member = this.view.active.find((m) => m.id === sender);
     const a = this.clocksOf(sender, member?.startClock ?? 0);
+    const before = a.prefix;
     if (!a.add(clock)) return "duplicate";
-    const p = this.params;
-    for (let i = 0; i < p.length; i++) p[i] = (p[i] as number) + (update[i] as number);
     this.appliedCount++;
     let r = this.retained.get(sender);
     if (!r) {
@@ -138,8 +178,144 @@ export class Replica {
       this.retained.set(sender, r);
     }
     r.set(clock, update);
+    if (this.committed) {
+      if (a.prefix > before) this.prefixMoved(sender, before);
+      if (!this.advance() && sender === this.self) {
+        // Read-your-writes: the working parameters gain the own update at once.
+        const p = this.params;
+        for (let i = 0; i < p.length; i++) p[i] = (p[i] as number) + (update[i] as number);
+      }
+      return "applied";
+    }
+    const p = this.params;
+    for (let i = 0; i < p.length; i++) p[i] = (p[i] as number) + (update[i] as number);
     this.prune(sender);
     return "applied";
+  }
+
+  // ------------------------------------------------------------ robust mode
+
+  /** Robust mode: the finalized clocks (1..frontier). */
+  get finalized(): number {
+    return this.frontier;
+  }
+
+  /** The clock up to which every worker that counts has its updates held here (robust mode's next finalization bound). */
+  private ready(): number {
+    let min = Infinity;
+    for (const m of this.view.active) if (!m.syncing) min = Math.min(min, this.vector(m.id));
+    for (const c of this.view.cuts) {
+      const v = this.vector(c.id);
+      if (v < c.clock) min = Math.min(min, v);
+    }
+    return Number.isFinite(min) ? min : this.frontier;
+  }
+
+  /** Senders whose update at `clock` is held within their prefix, in worker-id order (`except` left out). */
+  private contributors(clock: number, except?: string): string[] {
+    const ids: string[] = [];
+    for (const [id, a] of this.applied) {
+      if (id === except || a.prefix < clock) continue;
+      if (this.retained.get(id)?.has(clock)) ids.push(id);
+    }
+    return ids.sort(compareWorkerIds);
+  }
+
+  private aggregateOf(clock: number, ids: readonly string[]): Float32Array {
+    const ups = ids.map((id) => this.retained.get(id)?.get(clock) as Float32Array);
+    return aggregate(ups, this.aggregation, this.params.length);
+  }
+
+  /** Finalize every clock the held updates allow, then recompute the working parameters; false when none was. */
+  private advance(): boolean {
+    if (!this.committed) return false;
+    const upTo = this.ready();
+    if (upTo <= this.frontier) return false;
+    for (let c = this.frontier + 1; c <= upTo; c++) this.finalizeClock(c);
+    this.rebuild();
+    return true;
+  }
+
+  private finalizeClock(c: number): void {
+    const committed = this.committed as Float32Array;
+    const ids = this.contributors(c);
+    if (ids.length > 0) {
+      const agg = this.aggregateOf(c, ids);
+      for (let i = 0; i < committed.length; i++) committed[i] = (committed[i] as number) + (agg[i] as number);
+    }
+    this.frontier = c;
+  }
+
+  /** Working parameters: the committed ones plus this worker's own updates not finalized yet, in clock order. */
+  private rebuild(): void {
+    const committed = this.committed;
+    if (!committed) return;
+    const p = this.params;
+    p.set(committed);
+    const own = this.retained.get(this.self);
+    if (!own) return;
+    const pending = [...own.keys()].filter((c) => c > this.frontier).sort((a, b) => a - b);
+    for (const c of pending) {
+      const u = own.get(c) as Float32Array;
+      for (let i = 0; i < p.length; i++) p[i] = (p[i] as number) + (u[i] as number);
+    }
+  }
+
+  /**
+   * Replace finalized clock `clock`'s aggregate over `before` by the one over
+   * `after` (a late update, or a cut). False when the clock's updates are no
+   * longer all retained.
+   */
+  private refold(clock: number, before: readonly string[], after: readonly string[]): boolean {
+    const committed = this.committed as Float32Array;
+    if (clock <= this.prunedThrough || [...before, ...after].some((id) => !this.retained.get(id)?.has(clock))) {
+      this.lateUnfolded++;
+      return false;
+    }
+    const old = this.aggregateOf(clock, before);
+    const now = this.aggregateOf(clock, after);
+    for (let i = 0; i < committed.length; i++) committed[i] = (committed[i] as number) - (old[i] as number) + (now[i] as number);
+    return true;
+  }
+
+  /** Sender `id`'s prefix moved up from `before`: finalized clocks it now covers gain its updates there. */
+  private prefixMoved(id: string, before: number): void {
+    if (!this.committed) return;
+    const a = this.applied.get(id);
+    const r = this.retained.get(id);
+    if (!a || !r) return;
+    const top = Math.min(a.prefix, this.frontier);
+    let changed = false;
+    for (let c = before + 1; c <= top; c++) {
+      if (!r.has(c)) continue;
+      this.refold(c, this.contributors(c, id), this.contributors(c));
+      changed = true;
+    }
+    if (changed) this.rebuild();
+  }
+
+  /**
+   * Robust mode, at the end of the job (after the drain: every replica holds
+   * the same updates): finalize every clock up to the highest one held.
+   */
+  finalizeAll(): void {
+    if (!this.committed) return;
+    let top = this.frontier;
+    for (const a of this.applied.values()) top = Math.max(top, a.prefix);
+    for (let c = this.frontier + 1; c <= top; c++) this.finalizeClock(c);
+    this.rebuild();
+  }
+
+  /** The parameters every replica agrees on: with a robust rule the committed ones, else `params`. */
+  model(): Float32Array {
+    return this.committed ?? this.params;
+  }
+
+  /** Start from given parameters (a restarted coordinator's checkpoint) before anything was applied. */
+  setBase(params: Float32Array): void {
+    this.params.set(params);
+    this.committed?.set(params);
+    this.rebuild();
   }
 
   private prune(sender: string): void {
@@ -157,7 +333,9 @@ export class Replica {
   setStable(stable: number): void {
     if (stable <= this.stable) return;
     this.stable = stable;
-    const below = stable - RETAIN_MIN;
+    // Robust mode: clocks not finalized keep their updates whatever the stable point says.
+    const below = (this.committed ? Math.min(stable, this.frontier) : stable) - RETAIN_MIN;
+    if (this.committed) this.prunedThrough = Math.max(this.prunedThrough, below);
     for (const r of this.retained.values()) for (const c of r.keys()) if (c <= below) r.delete(c);
   }
 
@@ -188,7 +366,26 @@ export class Replica {
       this.cutAt.set(id, k);
       const a = this.clocksOf(id);
       const r = this.retained.get(id);
-      for (const c of a.appliedAbove(k)) {
+      const beyond = a.appliedAbove(k);
+      if (this.committed) {
+        // Robust mode: finalized clocks that counted an update beyond the cut
+        // are aggregated again without it (before anything is removed, so the
+        // contributor lists are those of the finalization); then the held
+        // updates beyond the cut are dropped.
+        for (const c of beyond) {
+          if (c > this.frontier || c > a.prefix) continue;
+          const before = this.contributors(c);
+          if (!r?.has(c) || !this.refold(c, before, before.filter((x) => x !== id))) unrevertable++;
+        }
+        for (const c of beyond) {
+          a.remove(c);
+          if (r?.delete(c)) this.appliedCount--;
+        }
+        const lack = a.missingUpTo(k);
+        if (lack.length > 0) missing.push({ id, clocks: lack });
+        continue;
+      }
+      for (const c of beyond) {
         const u = r?.get(c);
         if (!u) {
           unrevertable++;
@@ -203,6 +400,10 @@ export class Replica {
       const lack = a.missingUpTo(k);
       if (lack.length > 0) missing.push({ id, clocks: lack });
     }
+    if (this.committed) {
+      this.rebuild();
+      this.advance();
+    }
     return { missing, unrevertable };
   }
 
@@ -212,7 +413,8 @@ export class Replica {
    * prefix are subtracted (they are always retained: they are recent), so the
    * joiner can receive them again without counting them twice.
    */
-  snapshot(): { params: Float32Array; vector: Record<string, number>; retained: RetainedUpdate[] } {
+  snapshot(): { params: Float32Array; vector: Record<string, number>; retained: RetainedUpdate[]; frontier: number } {
+    if (this.committed) return this.robustSnapshot(this.committed);
     const params = Float32Array.from(this.params);
     const retained: RetainedUpdate[] = [];
     for (const [id, a] of this.applied) {
@@ -224,7 +426,29 @@ export class Replica {
       }
       for (const [c, u] of r ?? []) if (c <= a.prefix) retained.push({ author: id, clock: c, update: u });
     }
-    return { params, vector: this.vectorClock(), retained };
+    return { params, vector: this.vectorClock(), retained, frontier: 0 };
+  }
+
+  /**
+   * Robust mode: a snapshot at level L = `prunedThrough` (the highest clock
+   * whose updates may no longer all be retained here): the committed
+   * parameters minus the aggregates of clocks L+1..frontier, which hold, of
+   * each sender j, exactly its updates up to min(V[j], L), or up to its start
+   * when that is higher (those clocks are empty); that is the vector clock
+   * sent, with L as the snapshot's frontier. The joiner receives every update
+   * above it from its peers like any other and finalizes those clocks itself,
+   * knowing their contributors, so it can re-aggregate them as any replica.
+   */
+  private robustSnapshot(committed: Float32Array): { params: Float32Array; vector: Record<string, number>; retained: RetainedUpdate[]; frontier: number } {
+    const level = Math.min(this.prunedThrough, this.frontier);
+    const params = Float32Array.from(committed);
+    for (let c = this.frontier; c > level; c--) {
+      const agg = this.aggregateOf(c, this.contributors(c));
+      for (let i = 0; i < params.length; i++) params[i] = (params[i] as number) - (agg[i] as number);
+    }
+    const vector: Record<string, number> = {};
+    for (const [id, a] of this.applied) vector[id] = Math.max(Math.min(a.prefix, level), this.starts.get(id) ?? 0);
+    return { params, vector, retained: [], frontier: level };
   }
 
   /**
@@ -242,14 +466,27 @@ export class Replica {
     return true;
   }
 
-  /** Replace the replica with a peer's snapshot (a joiner's first step). */
-  loadSnapshot(params: Float32Array, vector: Record<string, number>): void {
+  /**
+   * Replace the replica with a peer's snapshot (a joiner's first step).
+   * Robust mode: `frontier` is the snapshot's level (the SNAPSHOT frame's
+   * clock, see robustSnapshot): clocks up to it are finalized and, as on the
+   * peer, can no longer be re-aggregated.
+   */
+  loadSnapshot(params: Float32Array, vector: Record<string, number>, frontier = 0): void {
     if (params.length !== this.params.length) throw new Error("snapshot of the wrong size");
     this.params.set(params);
     this.applied.clear();
     this.retained.clear();
     for (const [id, c] of Object.entries(vector)) this.applied.set(id, new AppliedClocks(c));
+    if (this.committed) {
+      this.committed.set(params);
+      this.frontier = frontier;
+      this.prunedThrough = frontier;
+      // An entry above the frontier is a start clock (see robustSnapshot).
+      for (const [id, c] of Object.entries(vector)) if (c > frontier && c > (this.starts.get(id) ?? 0)) this.starts.set(id, c);
+    }
     for (const m of this.view.active) this.clocksOf(m.id, m.startClock);
+    this.advance();
   }
 
   /** Has the vector clock reached `target` (every entry ≥)? */
@@ -266,7 +503,7 @@ export class Replica {
   }
 
   digest(): Digest {
-    return replicaDigest(this.params);
+    return replicaDigest(this.model());
   }
 }
 

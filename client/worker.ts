@@ -7,6 +7,7 @@
  */
 import * as Comlink from "comlink";
 import { STALENESS_BUCKETS, decodeModelUpload, type AssignMessage, type Digest, type ViewMessage, type WelcomeMessage } from "../coordinator/protocol.ts";
+import { MEAN, parseAggregation } from "./aggregate.ts";
 import { ErrorFeedback, NO_COMPRESSION, encodeExact, parseCompression, type Compression } from "./compress.ts";
 import { yieldToEventLoop, type SoftmaxBackend } from "./gpu/backend.ts";
 import type { Encoding } from "./peer/frames.ts";
@@ -166,7 +167,8 @@ class TrainingWorker {
     this.stalenessHist = new Array<number>(STALENESS_BUCKETS).fill(0);
     this.sampler = new BatchSampler(welcome.job.seed * 7919 + Number(welcome.workerId.slice(1)));
     this.resample();
-    this.replica = new Replica(welcome.workerId, job.init(welcome.job.seed), view);
+    const aggregation = parseAggregation(welcome.job.aggregation ?? "mean", welcome.job.clip ?? "off");
+    this.replica = new Replica(welcome.workerId, job.init(welcome.job.seed), view, aggregation.ok ? aggregation.value : MEAN);
     const compression = parseCompression(welcome.job.compression);
     this.compression = compression.ok ? compression.value : NO_COMPRESSION;
     this.feedback = new ErrorFeedback(this.compression, job.parameters);
@@ -197,7 +199,7 @@ class TrainingWorker {
         if (!r.ok) throw new Error(r.message);
         if (r.value.clock !== clock) throw new Error(`checkpoint at clock ${r.value.clock}, want ${clock}`);
         if (this.generation !== gen || !this.replica) return;
-        this.replica.params.set(r.value.params);
+        this.replica.setBase(r.value.params);
         this.ready = true;
         cb.log(`resumed from the coordinator's checkpoint at clock ${clock}`);
         this.poke();
@@ -291,12 +293,12 @@ class TrainingWorker {
   }
 
   /** A consistent snapshot for a joining peer: parameters, vector clock, retained updates it counts. */
-  snapshot(): { params: ArrayBuffer; vector: Record<string, number>; retained: (WireUpdate & { author: string })[] } | null {
+  snapshot(): { params: ArrayBuffer; vector: Record<string, number>; retained: (WireUpdate & { author: string })[]; frontier: number } | null {
     if (!this.replica || !this.ready) return null;
     const snap = this.replica.snapshot();
     const params = snap.params.buffer as ArrayBuffer;
     const retained = snap.retained.map((u) => ({ author: u.author, ...this.wire(u.clock, u.update) }));
-    return Comlink.transfer({ params, vector: snap.vector, retained }, [params, ...retained.map((u) => u.buffer)]);
+    return Comlink.transfer({ params, vector: snap.vector, retained, frontier: snap.frontier }, [params, ...retained.map((u) => u.buffer)]);
   }
 
   /** Keep u(author, clock) that the loaded snapshot counts (see Replica.importRetained). */
@@ -304,11 +306,12 @@ class TrainingWorker {
     return this.replica?.importRetained(author, clock, new Float32Array(buffer)) ?? false;
   }
 
-  loadSnapshot(params: ArrayBuffer, vector: Record<string, number>): void {
+  /** `frontier`: robust aggregation's finalized clocks in the snapshot (its frame's clock; 0 with mean). */
+  loadSnapshot(params: ArrayBuffer, vector: Record<string, number>, frontier = 0): void {
     if (!this.replica || this.ready) return;
     const own = this.welcome?.workerId ?? "";
     const start = this.welcome?.startClock ?? 0;
-    this.replica.loadSnapshot(new Float32Array(params), { ...vector, [own]: start });
+    this.replica.loadSnapshot(new Float32Array(params), { ...vector, [own]: start }, frontier);
     this.ready = true;
     this.cb?.log(`snapshot loaded (${Object.keys(vector).length} clocks)`);
     for (const [id, c] of Object.entries(vector)) if (id !== own) this.cb?.missing(id, c);
@@ -515,7 +518,7 @@ class TrainingWorker {
       const wire = encoded.payload.buffer;
       cb.update(clock, encoded.encoding, Comlink.transfer(wire, [wire]));
       if (this.evaluator === welcome.workerId && clock % welcome.job.evalEvery === 0) {
-        const p = r.params.slice().buffer;
+        const p = r.model().slice().buffer;
         cb.model(clock, Comlink.transfer(p, [p]));
       }
       // ?steptime=MS (at least MS × slowdown per step), ?slowdown=F, the throttle: client/pace.ts.
@@ -543,7 +546,12 @@ class TrainingWorker {
     for (;;) {
       if (!live()) return;
       const target = this.drainTarget;
-      if (target && r.reached(target)) break;
+      if (target && r.reached(target)) {
+        // Robust aggregation: the clocks not finalized yet (workers stopped at
+        // different clocks) are aggregated from what is held, the same everywhere now.
+        r.finalizeAll();
+        break;
+      }
       this.chaseLacking(r, cb);
       if (target && performance.now() - lastAsk > 2000) {
         lastAsk = performance.now();
@@ -552,7 +560,7 @@ class TrainingWorker {
       await this.waitForChange(200);
     }
     if (this.evaluator === welcome.workerId) {
-      const p = r.params.slice().buffer;
+      const p = r.model().slice().buffer;
       cb.model(r.clock, Comlink.transfer(p, [p]));
     }
     cb.digest(r.digest(), r.vectorClock());

@@ -6,6 +6,7 @@
 import { parseArgs } from "node:util";
 import { randomBytes } from "node:crypto";
 import { parseCompression, type Compression } from "../client/compress.ts";
+import { MEAN, parseAggregation, type Aggregation } from "../client/aggregate.ts";
 import { JOBS } from "../client/jobs/registry.ts";
 import { OPTIMIZER_NAMES, type OptimizerName } from "../client/jobs/optimizers.ts";
 import { CONSISTENCY_MODES, type Consistency } from "./protocol.ts";
@@ -48,6 +49,8 @@ export interface CoordinatorConfig {
   readonly dist: string | null;
   /** How workers encode their updates (`--compression`, default none). */
   readonly compression: Compression;
+  /** How each clock's updates are combined, with norm clipping (`--aggregation`, `--clip`; client/aggregate.ts). */
+  readonly aggregation: Aggregation;
   /** Job mf (model parallel): its problem and stopping rule; null for the other jobs. */
   readonly mf: MfRunConfig | null;
   /** STUN/TURN servers and ICE policy handed to the pages (`--ice-servers`, `--ice-transport`). */
@@ -90,6 +93,8 @@ export const COORDINATOR_FLAGS = {
   "view-batch": { type: "string" },
   "full-views": { type: "boolean" },
   compression: { type: "string" },
+  aggregation: { type: "string" },
+  clip: { type: "string" },
   ...MF_FLAGS,
   "ice-servers": { type: "string" },
   "ice-transport": { type: "string" },
@@ -122,6 +127,26 @@ function onOff(name: string, v: string | undefined, def: boolean): boolean {
   throw new UsageError(`--${name} must be on or off, got "${v}"`);
 }
 
+/**
+ * `--aggregation mean|trimmed:β|median` and `--clip auto|off|C`: the clip
+ * defaults to auto (the median norm of a clock's updates) with a robust rule
+ * and is refused with mean; a robust rule needs a staleness gate (not asp) and
+ * a data-parallel job.
+ */
+function parseAggregationFlags(rule: string | undefined, clip: string | undefined, job: string, mode: string): Aggregation {
+  if (rule === undefined || rule === "mean") {
+    if (clip !== undefined) throw new UsageError("--clip needs --aggregation trimmed:β or median");
+    if (rule === undefined) return MEAN;
+  }
+  const r = parseAggregation(rule ?? "mean", clip ?? (rule === "mean" ? "off" : "auto"));
+  if (!r.ok) throw new UsageError(`--aggregation/--clip: ${r.message}`);
+  if (r.value.rule.kind !== "mean") {
+    if (job === "mf") throw new UsageError("--aggregation: job mf exchanges blocks, not updates; only mean applies");
+    if (mode === "asp") throw new UsageError("--aggregation: a robust rule waits for every update of a clock, which needs a staleness gate (not --consistency asp)");
+  }
+  return r.value;
+}
+
 /** Parse coordinator flags from already-split values (see `parseCoordinatorArgs`). */
 export function configFromValues(values: Record<string, string | boolean | undefined>): CoordinatorConfig {
   const str = (k: string): string | undefined => {
@@ -152,6 +177,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
   }
   const compression = parseCompression(str("compression") ?? "none");
   if (!compression.ok) throw new UsageError(`--compression: ${compression.message}`);
+  const aggregation = parseAggregationFlags(str("aggregation"), str("clip"), job, mode);
   const seed = int("seed", str("seed"), 1, 0, 2 ** 31 - 1);
   const learningRate = num("lr", str("lr"), 1e-6, 100);
   let mf: MfRunConfig | null = null;
@@ -193,6 +219,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
     viewBatchMs: int("view-batch", str("view-batch"), 50, 0, 10_000),
     fullViews: values["full-views"] === true,
     compression: compression.value,
+    aggregation,
     mf,
     ice,
     meshMax: int("mesh-max", str("mesh-max"), DEFAULT_MESH_MAX, 0, 100_000),

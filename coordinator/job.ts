@@ -8,6 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { issuePeerIdentity, presentsIdentity } from "./peer-ids.ts";
 import { formatCompression, NO_COMPRESSION, type Compression } from "../client/compress.ts";
+import { formatAggregationRule, formatClip, isRobust, MEAN, type Aggregation } from "../client/aggregate.ts";
 import type { JobDefinition } from "../client/jobs/job.ts";
 import type { OptimizerName } from "../client/jobs/optimizers.ts";
 import type { Dataset } from "./data.ts";
@@ -56,6 +57,8 @@ export interface JobOptions {
   readonly optimizer?: OptimizerName;
   /** How workers encode their updates (default: none, dense f32). */
   readonly compression?: Compression;
+  /** How each clock's updates are combined (default mean: added as they come; client/aggregate.ts). */
+  readonly aggregation?: Aggregation;
   /** Size each worker's minibatch to its measured speed (default on; coordinator/sizing.ts). */
   readonly workSizing?: boolean;
   readonly store: JobStore | null;
@@ -417,6 +420,7 @@ export class JobRun {
         maxClock: this.opts.maxClock,
         evalEvery: this.opts.evalEvery,
         compression: formatCompression(this.opts.compression ?? NO_COMPRESSION),
+        ...this.aggregationSpec(),
       },
       iceServers: this.opts.dataPlane?.iceServers ?? [],
       ...(this.opts.dataPlane ? { iceTransportPolicy: this.opts.dataPlane.iceTransportPolicy, meshMax: this.opts.dataPlane.meshMax } : {}),
@@ -921,7 +925,15 @@ export class JobRun {
     }
   }
 
+  /** The welcome's aggregation fields (absent for mean, as before). */
+  private aggregationSpec(): { aggregation?: string; clip?: string } {
+    const a = this.opts.aggregation ?? MEAN;
+    return isRobust(a) ? { aggregation: formatAggregationRule(a.rule), clip: formatClip(a.clip) } : {};
+  }
+
+  /** Throws RangeError for a mode the job's aggregation cannot run under (asp with a robust rule). */
   setConsistency(c: Consistency): void {
+    if (c.mode === "asp" && isRobust(this.opts.aggregation ?? MEAN)) throw new RangeError("a robust aggregation needs a staleness gate; asp has none");
     this.consistency = c;
     this.auto = c.mode === "auto" ? initialAutoState(c.staleness, this.now()) : null;
     this.event("consistency", undefined, `${c.mode}${c.mode === "ssp" ? ` s=${c.staleness}` : ""}`);
@@ -939,6 +951,7 @@ export class JobRun {
         staleness: this.consistency.staleness,
         ...(this.auto ? { auto: { waitShare: this.auto.lastWaitShare, target: (this.opts.autoPolicy ?? DEFAULT_AUTO).targetWaitShare } } : {}),
       },
+      aggregation: { rule: formatAggregationRule((this.opts.aggregation ?? MEAN).rule), clip: formatClip((this.opts.aggregation ?? MEAN).clip) },
       coverage: {
         epoch: this.epochsDone.length + 1,
         shards: this.opts.data.shards.length,

@@ -78,6 +78,7 @@ function buildJobRun(cfg: CoordinatorConfig, id: string, data: Dataset, log: (l:
     evaluator: threadEvaluator(job, data.test, log),
     fullViews: cfg.fullViews,
     compression: cfg.compression,
+    aggregation: cfg.aggregation,
     dataPlane: { ...cfg.ice, meshMax: cfg.meshMax },
   });
 }

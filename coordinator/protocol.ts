@@ -12,6 +12,7 @@
  */
 import { z } from "zod";
 import { parseCompression } from "../client/compress.ts";
+import { parseAggregation, parseAggregationRule, parseClip } from "../client/aggregate.ts";
 
 /** Largest control message we accept, in bytes (JSON text). */
 export const MAX_CONTROL_MESSAGE_BYTES = 64 * 1024;
@@ -178,7 +179,11 @@ export const jobSpecSchema = z.object({
   evalEvery: nonNegInt.min(1),
   /** How updates are encoded (client/compress.ts), e.g. "topk:0.01+int8"; absent: "none". */
   compression: z.string().max(64).refine((s) => parseCompression(s).ok, "unknown compression").default("none"),
-});
+  /** How a clock's updates are combined (client/aggregate.ts): "mean" (absent), "trimmed:β", "median". */
+  aggregation: z.string().max(32).refine((s) => parseAggregationRule(s).ok, "unknown aggregation").optional(),
+  /** Norm clipping of a robust aggregation: "auto", "off" (absent), or an L2 bound. */
+  clip: z.string().max(32).refine((s) => parseClip(s).ok, "bad clip").optional(),
+}).refine((j) => parseAggregation(j.aggregation ?? "mean", j.clip ?? "off").ok, "clipping needs a robust aggregation");
 export type JobSpec = z.infer<typeof jobSpecSchema>;
 
 export const shardRefSchema = z.object({

@@ -195,7 +195,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     } else if (c.action === "set") {
       const mode = c.consistency ?? run.consistency.mode;
       const staleness = c.staleness ?? run.consistency.staleness;
-      run.setConsistency({ mode, staleness });
+      try {
+        run.setConsistency({ mode, staleness });
+      } catch (e) {
+        if (!(e instanceof RangeError)) throw e;
+        res.status(400).json({ error: e.message });
+        return;
+      }
     } else {
       run.control(c.action);
       grid.controlled(target.id, c.action === "pause" ? "was paused" : c.action === "resume" ? "was resumed" : "was stopped");

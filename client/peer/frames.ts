@@ -63,7 +63,10 @@ export const FrameType = {
   UPDATE: 1,
   /** Ask a peer for a snapshot; empty payload. */
   SNAPSHOT_REQUEST: 2,
-  /** Full parameters plus a vector clock; payload: {@link encodeSnapshotPayload}. */
+  /**
+   * Full parameters plus a vector clock; payload: {@link encodeSnapshotPayload}.
+   * The header's clock is the snapshot's robust-aggregation frontier (0 with mean).
+   */
   SNAPSHOT: 3,
   /** Ask a peer to re-send retained updates; payload: {@link encodeResendRequestPayload}. */
   RESEND_REQUEST: 4,

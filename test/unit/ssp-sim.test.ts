@@ -14,6 +14,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Replica, type ReplicaView } from "../../client/replica.ts";
+import { MEAN, parseAggregation, type Aggregation } from "../../client/aggregate.ts";
 import { lowerCut, stalenessBound } from "../../coordinator/ssp.ts";
 import type { Consistency, ViewMember } from "../../coordinator/protocol.ts";
 
@@ -91,7 +92,8 @@ function prefix(set: Set<number> | undefined, start: number): number {
 }
 
 /** One schedule; throws (via expect) when a property is violated. */
-function simulate(seed: number, n0: number, consistency: Consistency, faults: Faults, events: number): Outcome {
+function simulate(seed: number, n0: number, consistency: Consistency, faults: Faults, events: number, aggregation: Aggregation = MEAN): Outcome {
+  const robust = aggregation.rule.kind !== "mean";
   const rng = new Rng(seed);
   const s = stalenessBound(consistency);
   const workers = new Map<string, SimWorker>();
@@ -163,7 +165,7 @@ function simulate(seed: number, n0: number, consistency: Consistency, faults: Fa
     const live = members.map((m) => workers.get(m.id)).filter((w): w is SimWorker => !!w?.alive);
     const start = live.length === 0 ? 0 : Math.min(...live.map((w) => reported.get(w.id) ?? w.startClock));
     members = [...members, { id, peerId: id, startClock: start }];
-    const w: SimWorker = { id, replica: new Replica(id, new Float32Array(DIM), view()), alive: true, applied: new Map(), startClock: start, final: null };
+    const w: SimWorker = { id, replica: new Replica(id, new Float32Array(DIM), view(), aggregation), alive: true, applied: new Map(), startClock: start, final: null };
     workers.set(id, w);
     reported.set(id, start);
     reportedMin.set(id, 0);
@@ -172,7 +174,7 @@ function simulate(seed: number, n0: number, consistency: Consistency, faults: Fa
     if (donor) {
       // Snapshot: parameters holding exactly the updates the donor's vector clock names.
       const snap = donor.replica.snapshot();
-      w.replica.loadSnapshot(snap.params, { ...snap.vector, [id]: start });
+      w.replica.loadSnapshot(snap.params, { ...snap.vector, [id]: start }, snap.frontier);
       for (const u of snap.retained) w.replica.importRetained(u.author, u.clock, u.update);
       for (const [author, c] of Object.entries(snap.vector)) {
         const set = new Set<number>();
@@ -286,6 +288,7 @@ function simulate(seed: number, n0: number, consistency: Consistency, faults: Fa
   // Every survivor: the same applied set, that set respects the cuts, the
   // parameters are its sum, and the replica's vector clock agrees.
   const ws = live();
+  if (robust) for (const w of ws) w.replica.finalizeAll();
   const expected = new Map<string, number>();
   for (const m of members) expected.set(m.id, workers.get(m.id)?.final ?? m.startClock);
   for (const c of cuts) expected.set(c.id, c.clock);
@@ -307,6 +310,10 @@ function simulate(seed: number, n0: number, consistency: Consistency, faults: Fa
       expect(w.replica.vector(author), `${w.id} V[${author}] (cut or final ${last}, start ${start}, cut? ${cuts.some((c) => c.id === author)})`).toBe(Math.max(last, start));
       appliedTotal += set.size;
     }
+    if (robust) {
+      expect(w.replica.lateUnfolded, `${w.id} could not re-aggregate a late update`).toBe(0);
+      sum.set(robustSum(w.applied, aggregation));
+    }
     for (let i = 0; i < DIM; i++) {
       const want = sum[i] as number;
       const got = w.replica.params[i] as number;
@@ -314,6 +321,39 @@ function simulate(seed: number, n0: number, consistency: Consistency, faults: Fa
     }
   }
   return { steps, applied: appliedTotal, cuts: cuts.length, joins };
+}
+
+/**
+ * What a robust replica must end with, computed independently of
+ * client/aggregate.ts: per clock, the updates held (in worker-number order),
+ * clipped, then n times the coordinate-wise trimmed mean or median.
+ */
+function robustSum(applied: Map<string, Set<number>>, agg: Aggregation): Float64Array {
+  const byClock = new Map<number, string[]>();
+  for (const [author, set] of applied) for (const c of set) byClock.set(c, [...(byClock.get(c) ?? []), author]);
+  const sum = new Float64Array(DIM);
+  for (const c of [...byClock.keys()].sort((a, b) => a - b)) {
+    const authors = (byClock.get(c) as string[]).sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)));
+    const ups = authors.map((a) => Array.from(updateOf(a, c)));
+    const norms = ups.map((u) => Math.hypot(...u));
+    const sorted = [...norms].sort((a, b) => a - b);
+    const n = ups.length;
+    const med = n % 2 ? (sorted[(n - 1) / 2] as number) : ((sorted[n / 2 - 1] as number) + (sorted[n / 2] as number)) / 2;
+    const bound = agg.clip.kind === "fixed" ? agg.clip.bound : agg.clip.kind === "auto" ? med : Infinity;
+    const clipped = ups.map((u, k) => u.map((x) => x * Math.min(1, bound / (norms[k] as number))));
+    for (let i = 0; i < DIM; i++) {
+      const col = clipped.map((u) => u[i] as number).sort((a, b) => a - b);
+      let v: number;
+      if (agg.rule.kind === "median") v = n % 2 ? (col[(n - 1) / 2] as number) : ((col[n / 2 - 1] as number) + (col[n / 2] as number)) / 2;
+      else {
+        const t = agg.rule.kind === "trimmed" ? Math.min(Math.floor(agg.rule.beta * n), Math.floor((n - 1) / 2)) : 0;
+        const mid = col.slice(t, n - t);
+        v = mid.reduce((a, b) => a + b, 0) / mid.length;
+      }
+      sum[i] = (sum[i] as number) + n * v;
+    }
+  }
+  return sum;
 }
 
 const modes: Consistency[] = [
@@ -347,6 +387,38 @@ describe("SSP over a simulated network", () => {
         { numRuns: 400, seed: 20261124 },
       );
       expect(steps).toBeGreaterThan(400 * 20);
+    });
+  }
+
+  const robustModes: [string, string, Consistency][] = [
+    ["trimmed:0.2", "auto", { mode: "ssp", staleness: 2 }],
+    ["median", "off", { mode: "bsp", staleness: 0 }],
+    ["trimmed:0.34", "0.5", { mode: "auto", staleness: 1 }],
+  ];
+  for (const [rule, clip, consistency] of robustModes) {
+    it(`ends with equal replicas holding the robust aggregate (${rule}, clip ${clip}, ${consistency.mode})`, () => {
+      const agg = parseAggregation(rule, clip);
+      if (!agg.ok) throw new Error(agg.message);
+      let steps = 0;
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+          fc.integer({ min: 2, max: 6 }),
+          fc.record({
+            reorder: fc.boolean(),
+            duplicate: fc.constantFrom(0, 0.1, 0.3),
+            loss: fc.constantFrom(0, 0.05, 0.2),
+            crash: fc.constantFrom(0, 0.005, 0.02),
+            join: fc.constantFrom(0, 0.005, 0.02),
+            drop: fc.constantFrom(0, 0.005, 0.02),
+          }),
+          (seed, n, faults) => {
+            steps += simulate(seed, n, consistency, faults, 400, agg.value).steps;
+          },
+        ),
+        { numRuns: 300, seed: 20261125 },
+      );
+      expect(steps).toBeGreaterThan(300 * 20);
     });
   }
 
