@@ -576,6 +576,15 @@ async function main(): Promise<void> {
       case "drain":
         void worker.drain(msg.target);
         return;
+      case "spot": {
+        // A spot-check task (coordinator/spotcheck.ts): computed between steps, answered with its digest.
+        const task = msg.task;
+        void worker.spotCheck(coordinator, msg).then(
+          (digest) => send({ type: "spot-result", task, digest }),
+          (e: unknown) => send({ type: "spot-result", task, error: (e instanceof Error ? e.message : String(e)).slice(0, 200) }),
+        );
+        return;
+      }
       case "ack":
         ui.setGridClock(msg.min, msg.max, msg.active);
         void worker.setStable(msg.stable);

@@ -6,7 +6,7 @@
  * ArrayBuffers cross the boundary as transfers.
  */
 import * as Comlink from "comlink";
-import { STALENESS_BUCKETS, decodeModelUpload, type AssignMessage, type Digest, type ViewMessage, type WelcomeMessage } from "../coordinator/protocol.ts";
+import { STALENESS_BUCKETS, decodeModelUpload, type AssignMessage, type Digest, type SpotMessage, type ViewMessage, type WelcomeMessage } from "../coordinator/protocol.ts";
 import { MEAN, parseAggregation } from "./aggregate.ts";
 import { ErrorFeedback, NO_COMPRESSION, encodeExact, parseCompression, type Compression } from "./compress.ts";
 import { yieldToEventLoop, type SoftmaxBackend } from "./gpu/backend.ts";
@@ -16,7 +16,7 @@ import { JOBS } from "./jobs/registry.ts";
 import { idleAfterStep, NO_PACE, type Pace } from "./pace.ts";
 import { optimizerByName, type Optimizer } from "./jobs/optimizers.ts";
 import type { JobDefinition } from "./jobs/job.ts";
-import { Replica, type ReceiveResult } from "./replica.ts";
+import { Replica, replicaDigest, type ReceiveResult } from "./replica.ts";
 import { BatchSampler, loadShard, type ShardData } from "./store/shards.ts";
 
 export interface WorkerReport {
@@ -131,6 +131,42 @@ class TrainingWorker {
   private feedback: ErrorFeedback | null = null;
   /** Where job.step writes its update (reused: fresh large arrays cost page faults every step). */
   private stepBuffer: Float32Array | null = null;
+  /** The backend runs one session at a time: training steps and spot-check tasks take turns. */
+  private backendTurn: Promise<unknown> = Promise.resolve();
+
+  private exclusive<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.backendTurn.then(f, f);
+    this.backendTurn = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * A spot-check task (coordinator/spotcheck.ts): the job's update for the
+   * named examples at the named model, as a training step would compute it
+   * from a fresh optimizer state; its digest goes back to the coordinator.
+   */
+  async spotCheck(base: string, task: SpotMessage): Promise<Digest> {
+    const job = this.job;
+    const backend = this.backend;
+    const welcome = this.welcome;
+    if (!job || !backend || !welcome) throw new Error("not training");
+    const res = await fetch(`${base}/api/spot/${task.task}`, { cache: "no-store" });
+    if (!res.ok) throw new Error(`model of ${task.task}: HTTP ${res.status}`);
+    const model = decodeModelUpload(new Uint8Array(await res.arrayBuffer()), job.parameters);
+    if (!model.ok) throw new Error(model.message);
+    const shard = this.shards.get(task.shard.id) ?? (await loadShard(base, welcome.job.name, task.shard, (m) => this.cb?.log(m))).data;
+    if (task.offset + task.count > shard.count || shard.pixelsPerImage !== job.inputDim) throw new Error(`examples ${task.offset}+${task.count} not in shard ${task.shard.id}`);
+    const x = new Float32Array(task.count * job.inputDim);
+    const labels = new Uint32Array(task.count);
+    for (let b = 0; b < task.count; b++) {
+      const idx = task.offset + b;
+      labels[b] = shard.labels[idx] as number;
+      for (let i = 0; i < job.inputDim; i++) x[b * job.inputDim + i] = (shard.pixels[idx * job.inputDim + i] as number) / 255;
+    }
+    const { grad } = await this.exclusive(() => job.meanGradient(backend, model.value.params, { x, labels, size: task.count }));
+    const optimizer = this.optimizer ?? job.optimizer;
+    return replicaDigest(optimizer.delta(grad, welcome.job.learningRate, optimizer.createState(job.parameters)));
+  }
 
   /** Pick the compute backend for `jobName` (see gpu/select.ts). */
   async init(forceBackend: "webgpu" | "cpu" | null, jobName: string, maxBatch: number): Promise<InitResult> {
@@ -496,7 +532,8 @@ class TrainingWorker {
       // One update buffer per job, written by every step (the update is
       // copied by the error feedback below, never kept).
       if (this.stepBuffer?.length !== job.parameters) this.stepBuffer = new Float32Array(job.parameters);
-      const { update, loss } = await job.step(backend, r.params, batch, lr, this.optimizer ?? job.optimizer, this.stepBuffer);
+      const stepBuffer = this.stepBuffer;
+      const { update, loss } = await this.exclusive(() => job.step(backend, r.params, batch, lr, this.optimizer ?? job.optimizer, stepBuffer));
       const computeMs = performance.now() - t0;
       if (!live()) return;
       if (!Number.isFinite(loss) || !update.every(Number.isFinite)) {

@@ -51,6 +51,8 @@ export interface CoordinatorConfig {
   readonly compression: Compression;
   /** How each clock's updates are combined, with norm clipping (`--aggregation`, `--clip`; client/aggregate.ts). */
   readonly aggregation: Aggregation;
+  /** Least ms between two spot-check tasks, 0: none (`--spot-every`, default 5000; coordinator/spotcheck.ts). */
+  readonly spotEveryMs: number;
   /** Job mf (model parallel): its problem and stopping rule; null for the other jobs. */
   readonly mf: MfRunConfig | null;
   /** STUN/TURN servers and ICE policy handed to the pages (`--ice-servers`, `--ice-transport`). */
@@ -95,6 +97,7 @@ export const COORDINATOR_FLAGS = {
   compression: { type: "string" },
   aggregation: { type: "string" },
   clip: { type: "string" },
+  "spot-every": { type: "string" },
   ...MF_FLAGS,
   "ice-servers": { type: "string" },
   "ice-transport": { type: "string" },
@@ -220,6 +223,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
     fullViews: values["full-views"] === true,
     compression: compression.value,
     aggregation,
+    spotEveryMs: int("spot-every", str("spot-every"), 5000, 0, 3_600_000),
     mf,
     ice,
     meshMax: int("mesh-max", str("mesh-max"), DEFAULT_MESH_MAX, 0, 100_000),

@@ -34,6 +34,8 @@ import { sizeBatches } from "./sizing.ts";
 import { inlineEvaluator, type Evaluator } from "./evaluator.ts";
 import type { IceServer } from "./protocol.ts";
 import type { ResumeState } from "./resume.ts";
+import { SpotChecker, type SpotPolicy } from "./spotcheck.ts";
+import type { Express } from "express";
 
 export type WorkerState = "active" | "straggler" | "dropped" | "left";
 export type JobState = "waiting" | "running" | "paused" | "done" | "failed";
@@ -59,6 +61,8 @@ export interface JobOptions {
   readonly compression?: Compression;
   /** How each clock's updates are combined (default mean: added as they come; client/aggregate.ts). */
   readonly aggregation?: Aggregation;
+  /** Spot-checks of workers' computation (coordinator/spotcheck.ts); absent: none. */
+  readonly spotChecks?: SpotPolicy;
   /** Size each worker's minibatch to its measured speed (default on; coordinator/sizing.ts). */
   readonly workSizing?: boolean;
   readonly store: JobStore | null;
@@ -217,6 +221,7 @@ export class JobRun {
   private readonly incarnation: number;
   private readonly base: { clock: number; params: Float32Array; file: string } | null;
   private lastCheckpoint: { clock: number; t: number } | null = null;
+  private readonly spot: SpotChecker | null;
 
   constructor(opts: JobOptions) {
     this.opts = opts;
@@ -245,9 +250,44 @@ export class JobRun {
         this.lastCheckpoint = { clock: r.checkpoint.clock, t: this.now() };
       }
     }
+    this.spot = opts.spotChecks && opts.spotChecks.everyMs > 0 ? this.spotChecker(opts.spotChecks) : null;
     opts.store?.append({ k: "start", t: this.now(), incarnation: this.incarnation, job: this.job.name, parameters: this.job.parameters, seed: opts.seed });
     if (this.base) this.event("resumed", undefined, `incarnation ${this.incarnation} from the checkpoint at clock ${this.base.clock}`);
     else if (r && r.incarnation > 1) this.event("resumed", undefined, `incarnation ${this.incarnation} without a checkpoint: from the initial parameters`);
+  }
+
+  private spotChecker(policy: SpotPolicy): SpotChecker {
+    const shards = this.opts.data.shards;
+    return new SpotChecker(
+      {
+        candidates: () => this.active().filter((w) => w.state === "active" && !w.syncing && !w.paused).map((w) => w.id),
+        model: () => this.newestModel(),
+        shards: () => shards.length,
+        shardCount: (i) => {
+          const b = shards[i]?.bytes;
+          return b ? new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(8, true) : 0;
+        },
+        shardRef: (i) => (shards[i] as (typeof shards)[number]).ref,
+        batch: () => this.opts.batch,
+        send: (id, msg) => this.workers.get(id)?.send(msg),
+        event: (kind, worker, detail) => this.event(kind, worker, detail),
+        drop: (id, detail) => void this.drop(id, "misbehaving", detail, null),
+      },
+      policy,
+      this.opts.seed,
+    );
+  }
+
+  /** Routes of this run under /api: GET /api/spot/TASK, a spot-check task's reference model (/api/model layout). */
+  mount(app: Express): void {
+    app.get("/api/spot/:task", (req, res) => {
+      const m = this.spot?.model(String(req.params["task"]));
+      if (!m) {
+        res.status(404).json({ error: "no such spot-check task" });
+        return;
+      }
+      res.type("application/octet-stream").send(Buffer.from(encodeModelUpload(m.clock, m.params)));
+    });
   }
 
   private log(line: string): void {
@@ -533,6 +573,9 @@ export class JobRun {
         }
         return;
       }
+      case "spot-result":
+        this.spot?.onResult(id, msg, now);
+        return;
       case "final":
         w.finalClock = Math.max(msg.clock, w.clock);
         w.clock = w.finalClock;
@@ -793,6 +836,7 @@ export class JobRun {
     this.wantsFullView.delete(id);
     if (w.lineage.live === id) w.lineage.live = null;
     this.cuts = [...this.cuts.filter((c) => c.id !== id), { id, clock: w.clock }];
+    this.spot?.forget(id);
     this.event(state, id, why);
     this.broadcastView();
     this.maybeDrain();
@@ -841,6 +885,7 @@ export class JobRun {
       }
     }
     if (this.state === "running" && !this.finishing) {
+      this.spot?.tick(now);
       if (this.opts.dropStragglers !== false) {
         const stepMs = new Map(act.map((w) => [w.id, w.stepMs]));
         const live = this.active();
@@ -994,7 +1039,9 @@ export class JobRun {
           lineage: w.lineage.first,
           dropReason: w.dropReason,
           rejected: w.rejected,
+          trust: this.spot?.workerStatus(w.id) ?? null,
         })),
+      spotChecks: this.spot?.status() ?? null,
       metrics: {
         trainLoss: this.trainLoss,
         test: { name: "accuracy", series: this.testSeries },

@@ -11,6 +11,7 @@ import { JOBS } from "../client/jobs/registry.ts";
 import { parseCoordinatorArgs, UsageError, type CoordinatorConfig } from "./cli.ts";
 import { loadMnist } from "./data.ts";
 import { JobRun } from "./job.ts";
+import { DEFAULT_SPOT } from "./spotcheck.ts";
 import { threadEvaluator } from "./evaluator.ts";
 import { startServer, type GridRun, type RunningServer } from "./server.ts";
 import { MfRun } from "./mf/run.ts";
@@ -79,6 +80,7 @@ function buildJobRun(cfg: CoordinatorConfig, id: string, data: Dataset, log: (l:
     fullViews: cfg.fullViews,
     compression: cfg.compression,
     aggregation: cfg.aggregation,
+    ...(cfg.spotEveryMs > 0 ? { spotChecks: { ...DEFAULT_SPOT, everyMs: cfg.spotEveryMs } } : {}),
     dataPlane: { ...cfg.ice, meshMax: cfg.meshMax },
   });
 }

@@ -145,8 +145,21 @@ export const mfDoneSchema = z.object({
 });
 export type MfDoneMessage = z.infer<typeof mfDoneSchema>;
 
+/** A spot-check task's name (coordinator/spotcheck.ts). */
+const spotTaskId = z.string().regex(/^s[0-9]{1,12}$/);
+
+/** The update a spot-check task asked for (its digest), or why it could not be computed. */
+export const spotResultSchema = z.object({
+  type: z.literal("spot-result"),
+  task: spotTaskId,
+  digest: digestSchema.optional(),
+  error: shortText.optional(),
+});
+export type SpotResultMessage = z.infer<typeof spotResultSchema>;
+
 export const clientMessageSchema = z.discriminatedUnion("type", [
   mfDoneSchema,
+  spotResultSchema,
   joinSchema,
   clockReportSchema,
   heartbeatSchema,
@@ -420,9 +433,26 @@ export const moveSchema = z.object({
 });
 export type MoveMessage = z.infer<typeof moveSchema>;
 
+/**
+ * A spot-check task: compute the job's update for examples
+ * [offset, offset + count) of `shard` at the parameters of GET /api/spot/TASK
+ * (a model of clock `clock`: the mean gradient, then a fresh optimizer state
+ * at the job's learning rate) and answer with `spot-result` and its digest.
+ */
+export const spotSchema = z.object({
+  type: z.literal("spot"),
+  task: spotTaskId,
+  clock: nonNegInt,
+  shard: shardRefSchema,
+  offset: nonNegInt,
+  count: nonNegInt.min(1).max(4096),
+});
+export type SpotMessage = z.infer<typeof spotSchema>;
+
 export const serverMessageSchema = z.discriminatedUnion("type", [
   moveSchema,
   mfStepSchema,
+  spotSchema,
   welcomeSchema,
   viewSchema,
   viewDeltaSchema,
