@@ -44,7 +44,7 @@ export function ensureClientBuilt(log: (l: string) => void): void {
 }
 
 /** The run of a data-parallel job from its configuration, its state in `stateDir/ID/`. */
-function buildJobRun(cfg: CoordinatorConfig, id: string, data: Dataset, log: (l: string) => void): JobRun {
+function buildJobRun(cfg: CoordinatorConfig, id: string, data: Dataset, log: (l: string) => void, spotChecks = false): JobRun {
   const job = JOBS[cfg.job];
   if (!job) throw new UsageError(`unknown job ${cfg.job}`);
   const store = new JobStore(cfg.stateDir, id, log);
@@ -80,7 +80,8 @@ function buildJobRun(cfg: CoordinatorConfig, id: string, data: Dataset, log: (l:
     fullViews: cfg.fullViews,
     compression: cfg.compression,
     aggregation: cfg.aggregation,
-    ...(cfg.spotEveryMs > 0 ? { spotChecks: { ...DEFAULT_SPOT, everyMs: cfg.spotEveryMs } } : {}),
+    // Spot-checks serve their models at GET /api/spot/TASK, a route of the only job (not in a --jobs grid yet).
+    ...(cfg.spotEveryMs > 0 && spotChecks ? { spotChecks: { ...DEFAULT_SPOT, everyMs: cfg.spotEveryMs } } : {}),
     dataPlane: { ...cfg.ice, meshMax: cfg.meshMax },
   });
 }
@@ -105,7 +106,7 @@ export async function startCoordinator(
   let data = dataset ?? null;
   const load = (): Dataset => (data ??= loadMnist());
   if (!jobs) {
-    const run = buildJobRun(cfg, "default", load(), log);
+    const run = buildJobRun(cfg, "default", load(), log, true);
     const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, run, log });
     return { server, run };
   }
