@@ -274,7 +274,6 @@ export class JobRun {
         drop: (id, detail) => void this.drop(id, "misbehaving", detail, null),
       },
       policy,
-      this.opts.seed,
     );
   }
 

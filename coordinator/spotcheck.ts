@@ -139,24 +139,12 @@ export class SpotChecker {
   private seq = 0;
   private lastTaskAt = -Infinity;
   private readonly counts = { tasks: 0, agreed: 0, failed: 0, undecided: 0 };
-  private rng: number;
 
   constructor(
     private readonly host: SpotHost,
     readonly policy: SpotPolicy,
-    seed: number,
-  ) {
-    this.rng = (seed * 2654435761) >>> 0 || 1;
-  }
-
-  private rand(): number {
-    let x = this.rng;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.rng = x >>> 0;
-    return this.rng / 4294967296;
-  }
+    private readonly rand: () => number = Math.random,
+  ) {}
 
   private trustOf(id: string, now: number): Trust {
     let t = this.trust.get(id);
@@ -176,7 +164,7 @@ export class SpotChecker {
     const shards = this.host.shards();
     if (!model || shards === 0) return;
     const ids = this.host.candidates();
-    const pick = chooseTask(ids.map((id) => ({ id, trust: this.trustOf(id, now) })), now, this.policy, () => this.rand());
+    const pick = chooseTask(ids.map((id) => ({ id, trust: this.trustOf(id, now) })), now, this.policy, this.rand);
     if (!pick) return;
     const shard = Math.floor(this.rand() * shards);
     const size = this.host.shardCount(shard);

@@ -364,29 +364,32 @@ const modes: Consistency[] = [
   { mode: "auto", staleness: 2 },
 ];
 
+/** Random fault mixes for a schedule. */
+const faultsArb: fc.Arbitrary<Faults> = fc.record({
+  reorder: fc.boolean(),
+  duplicate: fc.constantFrom(0, 0.1, 0.3),
+  loss: fc.constantFrom(0, 0.05, 0.2),
+  crash: fc.constantFrom(0, 0.005, 0.02),
+  join: fc.constantFrom(0, 0.005, 0.02),
+  drop: fc.constantFrom(0, 0.005, 0.02),
+});
+
+/** Random schedules of 400 events each; throws on the first that breaks a property. Returns the steps taken. */
+function schedules(consistency: Consistency, runs: number, seed: number, maxWorkers: number, aggregation?: Aggregation): number {
+  let steps = 0;
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.integer({ min: 2, max: maxWorkers }), faultsArb, (s, n, faults) => {
+      steps += simulate(s, n, consistency, faults, 400, aggregation).steps;
+    }),
+    { numRuns: runs, seed },
+  );
+  return steps;
+}
+
 describe("SSP over a simulated network", () => {
   for (const consistency of modes) {
     it(`keeps its invariants under ${consistency.mode}${consistency.mode === "asp" ? "" : ` s=${consistency.staleness}`}`, () => {
-      let steps = 0;
-      fc.assert(
-        fc.property(
-          fc.integer({ min: 1, max: 2 ** 31 - 1 }),
-          fc.integer({ min: 2, max: 5 }),
-          fc.record({
-            reorder: fc.boolean(),
-            duplicate: fc.constantFrom(0, 0.1, 0.3),
-            loss: fc.constantFrom(0, 0.05, 0.2),
-            crash: fc.constantFrom(0, 0.005, 0.02),
-            join: fc.constantFrom(0, 0.005, 0.02),
-            drop: fc.constantFrom(0, 0.005, 0.02),
-          }),
-          (seed, n, faults) => {
-            steps += simulate(seed, n, consistency, faults, 400).steps;
-          },
-        ),
-        { numRuns: 400, seed: 20261124 },
-      );
-      expect(steps).toBeGreaterThan(400 * 20);
+      expect(schedules(consistency, 400, 20261124, 5)).toBeGreaterThan(400 * 20);
     });
   }
 
@@ -399,26 +402,7 @@ describe("SSP over a simulated network", () => {
     it(`ends with equal replicas holding the robust aggregate (${rule}, clip ${clip}, ${consistency.mode})`, () => {
       const agg = parseAggregation(rule, clip);
       if (!agg.ok) throw new Error(agg.message);
-      let steps = 0;
-      fc.assert(
-        fc.property(
-          fc.integer({ min: 1, max: 2 ** 31 - 1 }),
-          fc.integer({ min: 2, max: 6 }),
-          fc.record({
-            reorder: fc.boolean(),
-            duplicate: fc.constantFrom(0, 0.1, 0.3),
-            loss: fc.constantFrom(0, 0.05, 0.2),
-            crash: fc.constantFrom(0, 0.005, 0.02),
-            join: fc.constantFrom(0, 0.005, 0.02),
-            drop: fc.constantFrom(0, 0.005, 0.02),
-          }),
-          (seed, n, faults) => {
-            steps += simulate(seed, n, consistency, faults, 400, agg.value).steps;
-          },
-        ),
-        { numRuns: 150, seed: 20261125 },
-      );
-      expect(steps).toBeGreaterThan(150 * 20);
+      expect(schedules(consistency, 150, 20261125, 6, agg.value)).toBeGreaterThan(150 * 20);
     }, 120_000);
   }
 
