@@ -319,7 +319,9 @@ class TrainingWorker {
 
   receive(sender: string, clock: number, buffer: ArrayBuffer): ReceiveResult | "not-ready" {
     if (!this.replica || !this.ready) return "not-ready";
+    const unfolded = this.replica.lateUnfolded;
     const r = this.replica.receive(sender, clock, new Float32Array(buffer));
+    if (this.replica.lateUnfolded > unfolded) this.cb?.log(`u(${sender},${clock}) came after its clock was aggregated and could not re-aggregate it (no longer retained)`);
     if (r === "applied") {
       const k = Math.min(STALENESS_BUCKETS - 1, Math.max(0, this.replica.clock - clock));
       this.stalenessHist[k] = (this.stalenessHist[k] ?? 0) + 1;
