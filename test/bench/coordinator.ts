@@ -32,8 +32,9 @@
  * `BENCH_COORD_ENTRY=/path/coordinator/main.ts` measures another coordinator
  * (a patched copy, to try a change before it lands); results say which.
  *
- * Memory per worker = (coordinator RSS at the end of the steady window − RSS
- * before the first join) / active workers. Loopback only; bounded in workers
+ * Memory per worker = (median of the coordinator's RSS sampled once a second
+ * over the steady window − RSS before the first join) / active workers
+ * (`bytes_per_worker_end`: from the last sample alone). Loopback only; bounded in workers
  * (≤ 5,000) and in time (ramp limit + warm-up + window per scale).
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
@@ -380,7 +381,10 @@ export interface ScaleResult {
   /** The coordinator's longest event-loop delay during the ramp (joins and their view epochs). */
   ramp_coord_loop_max_ms: number;
   coord_rss_MB: number;
+  /** (Median RSS over the window, sampled once a second − RSS before the first join) / active workers. */
   bytes_per_worker: number;
+  /** The same from the one sample at the end of the window. */
+  bytes_per_worker_end: number;
   loadgen_cpu_pct: number;
   loadgen_loop_p99_ms: number;
   /** Worker events the coordinator logged over the whole scale run, e.g. "joined:2010 left:10". */
@@ -505,11 +509,15 @@ async function runScale(n: number, views: "delta" | "full", log: (l: string) => 
     const cpu0 = process.cpuUsage();
     const s0 = readProc(coord.pid);
     let rssMax = s0.rssBytes;
+    // RSS once a second: the young generation alone moves it by tens of MB, so the median is what is per worker.
+    const rssSamples: number[] = [];
     const wStart = performance.now();
     let churned = 0;
     while (performance.now() - wStart < windowS * 1000) {
       await sleep(1000);
-      rssMax = Math.max(rssMax, readProc(coord.pid).rssBytes);
+      const rss = readProc(coord.pid).rssBytes;
+      rssSamples.push(rss);
+      rssMax = Math.max(rssMax, rss);
       for (let k = 0; k < churn; k++) {
         const live = fleet.filter((w) => w.welcomed && !w.closed);
         const victim = live[Math.floor(Math.random() * live.length)];
@@ -559,7 +567,8 @@ async function runScale(n: number, views: "delta" | "full", log: (l: string) => 
       coord_gc_max_ms: inside?.gc_max_ms ?? Number.NaN,
       ramp_coord_loop_max_ms: rampInside?.loop_max_ms ?? Number.NaN,
       coord_rss_MB: +(rssMax / 2 ** 20).toFixed(1),
-      bytes_per_worker: Math.round((s1.rssBytes - base.rssBytes) / Math.max(1, active)),
+      bytes_per_worker: Math.round((percentile([...rssSamples, s1.rssBytes].sort((a, b) => a - b), 50) - base.rssBytes) / Math.max(1, active)),
+      bytes_per_worker_end: Math.round((s1.rssBytes - base.rssBytes) / Math.max(1, active)),
       loadgen_cpu_pct: +((100 * (cpu1.user + cpu1.system)) / 1e6 / wallS).toFixed(0),
       loadgen_loop_p99_ms: +(loop.percentile(99) / 1e6).toFixed(1),
       coord_events: Object.entries(coord.events())
