@@ -32,6 +32,7 @@ import {
 } from "./peer/frames.ts";
 import { decodeUpdate } from "./compress.ts";
 import { PeerTransport } from "./peer/transport.ts";
+import { every } from "./pulse.ts";
 import { buildTopology, DEFAULT_MESH_MAX, SeenClocks, type Topology } from "./peer/overlay.ts";
 import type { TrainingWorkerApi, WorkerReport } from "./worker.ts";
 import { PageView } from "./ui.ts";
@@ -462,6 +463,9 @@ async function main(): Promise<void> {
       void m.transport.broadcast(FrameType.RESEND_REQUEST, num(m.welcome.workerId), 0, encodeResendRequestPayload({ target: num(id), fromClock }));
     },
     log,
+    storageProblem(detail: string): void {
+      ui.notice(`This browser would not keep the training data (${detail}), so it is downloaded instead when needed. Training goes on.`, "info", "storage");
+    },
   };
   const proxied = Comlink.proxy(callbacks);
 
@@ -641,7 +645,8 @@ async function main(): Promise<void> {
     });
   };
   connect();
-  setInterval(() => send({ type: "heartbeat" }), 1000);
+  // On the pulse worker's timer: a hidden tab's throttled page timers must not make it look gone.
+  every(1000, () => send({ type: "heartbeat" }));
 
   ui.onPause(() => {
     paused = !paused;

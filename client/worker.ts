@@ -62,6 +62,8 @@ export interface WorkerCallbacks {
   /** No peer sent u(id, clock) (at or below id's cut) for a while: tell the coordinator. */
   unavailable(id: string, clock: number): void;
   log(line: string): void;
+  /** The browser would not cache shards (quota, eviction, private mode): they are downloaded instead. */
+  storageProblem(detail: string): void;
 }
 
 export interface InitResult {
@@ -302,7 +304,10 @@ class TrainingWorker {
     const job = this.welcome?.grid?.job ?? this.welcome?.job.name ?? "";
     for (const ref of msg.shards) {
       if (this.shards.has(ref.id)) continue;
-      const { data } = await loadShard(this.base, job, ref, (m) => this.cb?.log(m));
+      const { data } = await loadShard(this.base, job, ref, (m) => {
+        this.cb?.log(m);
+        this.cb?.storageProblem(m);
+      });
       this.shards.set(ref.id, data);
       if (!this.wantedShards.includes(ref.id)) continue;
       this.resample();

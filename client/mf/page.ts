@@ -10,6 +10,7 @@ import * as Comlink from "comlink";
 import { parseServerMessage, mfProblemSchema, type ClientMessage, type MfStepMessage, type WelcomeMessage } from "../../coordinator/protocol.ts";
 import { FrameType, type ReceivedMessage } from "../peer/frames.ts";
 import { PeerTransport } from "../peer/transport.ts";
+import { every } from "../pulse.ts";
 import type { PageView } from "../ui.ts";
 import { runStep, type MfIo, type TrainerPort } from "./loop.ts";
 import { colBlockFloats, rowBlockFloats, type MfConfig } from "./problem.ts";
@@ -262,7 +263,7 @@ export async function runMfPage(ctx: MfPageContext): Promise<void> {
     transport?.destroy();
     if (!over) setState("lost the coordinator; reload the page to join again");
   });
-  const beat = setInterval(() => send({ type: "heartbeat" }), 1000);
+  const stopBeat = every(1000, () => send({ type: "heartbeat" }));
   // Pause leaves the job at once (its row blocks go on from the checkpoint);
   // Resume joins again as a new worker, which gets blocks at the next barrier.
   let paused = false;
@@ -284,7 +285,7 @@ export async function runMfPage(ctx: MfPageContext): Promise<void> {
     send({ type: "leave" });
     transport?.destroy();
     ws?.close();
-    clearInterval(beat);
+    stopBeat();
     setState("stopped: this page no longer uses your machine");
   });
 }

@@ -28,6 +28,7 @@ import {
 } from "./frames.ts";
 import type { UpdateRejectReason } from "../compress.ts";
 import { PEER_FRAMES, TokenBucket } from "../../coordinator/ratelimit.ts";
+import { every } from "../pulse.ts";
 
 export interface TransportOptions {
   /** The coordinator's origin, e.g. http://127.0.0.1:8080. */
@@ -82,7 +83,8 @@ export class PeerTransport {
   private readonly peer: Peer;
   private readonly links = new Map<string, Link>();
   private readonly ids = new MessageIdSource();
-  private readonly timer: ReturnType<typeof setInterval>;
+  /** Stops the liveness checks (on the pulse worker's timer: a hidden tab's throttled timers must not silence its links). */
+  private readonly stopChecks: () => void;
   private wanted = new Map<string, number>();
   /** Earliest next dial per peer (performance.now()). */
   private readonly nextDial = new Map<string, number>();
@@ -124,7 +126,7 @@ export class PeerTransport {
       const type = typeof e === "object" && e !== null && "type" in e ? String(e.type) : "";
       if (type !== "peer-unavailable") opts.log(`peer: ${e instanceof Error ? e.message : String(e)}`);
     });
-    this.timer = setInterval(() => this.heartbeat(), CHECK_MS);
+    this.stopChecks = every(CHECK_MS, () => this.heartbeat());
   }
 
   get connectedCount(): number {
@@ -303,7 +305,7 @@ export class PeerTransport {
   }
 
   destroy(): void {
-    clearInterval(this.timer);
+    this.stopChecks();
     if (this.signalingTimer !== null) clearTimeout(this.signalingTimer);
     for (const l of this.links.values()) l.conn.close();
     this.links.clear();

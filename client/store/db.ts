@@ -39,7 +39,14 @@ const DB_VERSION = 2;
 let dbPromise: Promise<IDBPDatabase<GridDB>> | null = null;
 
 export function openGridDB(): Promise<IDBPDatabase<GridDB>> {
-  dbPromise ??= openDB<GridDB>(DB_NAME, DB_VERSION, {
+  if (dbPromise !== null) return dbPromise;
+  // A connection the browser closed (storage evicted or cleared) or one that
+  // failed to open is opened afresh next time.
+  const forget = (): void => {
+    if (dbPromise === opening) dbPromise = null;
+  };
+  const opening = openDB<GridDB>(DB_NAME, DB_VERSION, {
+    terminated: forget,
     upgrade(db, oldVersion) {
       const createChoices = (): void => {
         db.createObjectStore("backendChoice", { keyPath: ["adapterKey", "job"] });
@@ -57,7 +64,9 @@ export function openGridDB(): Promise<IDBPDatabase<GridDB>> {
       }
     },
   });
-  return dbPromise;
+  dbPromise = opening;
+  opening.catch(forget);
+  return opening;
 }
 
 export async function getCachedShard(job: string, id: number, hash: string): Promise<ArrayBuffer | null> {

@@ -39,6 +39,12 @@ async function sha256Hex(buf: ArrayBuffer): Promise<string> {
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** An IndexedDB failure as "QuotaExceededError: …" (the name says what happened; messages vary). */
+function describeError(e: unknown): string {
+  if (e instanceof Error || e instanceof DOMException) return `${e.name}: ${e.message}`;
+  return String(e);
+}
+
 export interface LoadedShard {
   readonly data: ShardData;
   readonly fromCache: boolean;
@@ -50,7 +56,7 @@ export async function loadShard(base: string, job: string, ref: ShardRef, warn: 
     const cached = await getCachedShard(job, ref.id, ref.hash);
     if (cached) return { data: parseShard(ref.id, cached), fromCache: true };
   } catch (e) {
-    warn(`shard cache unavailable (${e instanceof Error ? e.message : String(e)}); downloading`);
+    warn(`shard cache unavailable (${describeError(e)}); downloading`);
   }
   const res = await fetch(`${base}/data/${encodeURIComponent(job)}/shards/${ref.id}`);
   if (!res.ok) throw new Error(`shard ${ref.id}: HTTP ${res.status}`);
@@ -61,7 +67,7 @@ export async function loadShard(base: string, job: string, ref: ShardRef, warn: 
   try {
     await putCachedShard(job, ref.id, ref.hash, buf);
   } catch (e) {
-    warn(`could not cache shard ${ref.id} (${e instanceof Error ? e.message : String(e)})`);
+    warn(`could not cache shard ${ref.id} (${describeError(e)})`);
   }
   return { data, fromCache: false };
 }

@@ -43,17 +43,13 @@ export async function controlSignaling(ctx: BrowserContext): Promise<void> {
 
 export async function controlPageTimers(ctx: BrowserContext): Promise<void> {
   await ctx.addInitScript(() => {
-    const w = window as unknown as { pageTimersFrozen: boolean; pageTimerRunsSkipped: number };
+    const w = window as unknown as { pageTimersFrozen: boolean };
     w.pageTimersFrozen = false;
-    w.pageTimerRunsSkipped = 0;
     const nativeInterval = window.setInterval.bind(window);
     const nativeTimeout = window.setTimeout.bind(window);
     window.setInterval = ((fn: TimerHandler, ms?: number, ...args: unknown[]) =>
       nativeInterval(() => {
-        if (w.pageTimersFrozen) {
-          w.pageTimerRunsSkipped++;
-          return;
-        }
+        if (w.pageTimersFrozen) return;
         if (typeof fn === "function") (fn as (...a: unknown[]) => void)(...args);
       }, ms)) as typeof window.setInterval;
     window.setTimeout = ((fn: TimerHandler, ms?: number, ...args: unknown[]) => {
@@ -73,4 +69,18 @@ export function setPageTimersFrozen(page: Page, frozen: boolean): Promise<void> 
   return page.evaluate((f) => {
     (window as unknown as { pageTimersFrozen: boolean }).pageTimersFrozen = f;
   }, frozen);
+}
+
+/** The parts of a volunteer page's `window.grid` (client/main.ts) that the fault tests read. */
+export interface PageGrid {
+  workerId: string | null;
+  state: string;
+  clock: number;
+  peers: number;
+  lostPeers: { id: string }[];
+  log: string[];
+}
+
+export function readGrid(page: Page): Promise<PageGrid> {
+  return page.evaluate(() => (window as unknown as { grid: PageGrid }).grid);
 }
