@@ -20,7 +20,7 @@ import {
   type WelcomeMessage,
 } from "../coordinator/protocol.ts";
 import { applyViewDelta } from "../coordinator/views.ts";
-import { JOBS } from "./jobs/registry.ts";
+import { jobFor } from "./jobs/registry.ts";
 import {
   FrameType,
   decodeResendRequestPayload,
@@ -170,7 +170,7 @@ async function main(): Promise<void> {
     await runMfPage({ coordinator, backend: backendParam, name, ui, log });
     return;
   }
-  const job = JOBS[jobName];
+  const job = jobFor(jobName);
   if (!job) throw new Error(`this page does not know the job "${jobName}": reload to get the current version`);
   ui.setState("preparing the GPU");
   const worker = Comlink.wrap<TrainingWorkerApi>(new Worker(new URL("./worker.ts", import.meta.url), { type: "module" }));

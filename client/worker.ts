@@ -12,7 +12,7 @@ import { ErrorFeedback, NO_COMPRESSION, encodeExact, parseCompression, type Comp
 import { yieldToEventLoop, type SoftmaxBackend } from "./gpu/backend.ts";
 import type { Encoding } from "./peer/frames.ts";
 import { selectBackend } from "./gpu/select.ts";
-import { JOBS } from "./jobs/registry.ts";
+import { jobFor } from "./jobs/registry.ts";
 import { idleAfterStep, NO_PACE, type Pace } from "./pace.ts";
 import { optimizerByName, type Optimizer } from "./jobs/optimizers.ts";
 import type { JobDefinition } from "./jobs/job.ts";
@@ -172,7 +172,7 @@ class TrainingWorker {
 
   /** Pick the compute backend for `jobName` (see gpu/select.ts). */
   async init(forceBackend: "webgpu" | "cpu" | null, jobName: string, maxBatch: number): Promise<InitResult> {
-    const job = JOBS[jobName];
+    const job = jobFor(jobName);
     if (!job) throw new Error(`unknown job ${jobName}`);
     const { backend, fallbackReason } = await selectBackend(job, forceBackend, maxBatch);
     this.backend = backend;
@@ -184,7 +184,7 @@ class TrainingWorker {
    * loop stops; shards already loaded are kept.
    */
   start(base: string, welcome: WelcomeMessage, view: ViewMessage, pace: Pace, cb: WorkerCallbacks): void {
-    const job = JOBS[welcome.job.name];
+    const job = jobFor(welcome.job.name, welcome.mf);
     if (!job) throw new Error(`unknown job ${welcome.job.name}`);
     const gen = ++this.generation;
     // Another job's data (a move on a grid of several jobs): its shards come from IndexedDB or the coordinator again.
@@ -534,7 +534,8 @@ class TrainingWorker {
       this.maxLead = Math.max(this.maxLead, r.clock + 1 - r.gateMin());
       // A sized batch scales the learning rate by its share of the job's batch:
       // a clock's updates add up to about what equal batches would give.
-      const lr = welcome.job.learningRate * (batch.size / welcome.job.batch);
+      // A job with a decay steps smaller in each later pass over this worker's shards.
+      const lr = (welcome.job.learningRate * (batch.size / welcome.job.batch)) / (1 + (job.lrDecay ?? 0) * this.sampler.passes);
       const t0 = performance.now();
       // One update buffer per job, written by every step (the update is
       // copied by the error feedback below, never kept).

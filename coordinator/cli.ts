@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { randomBytes } from "node:crypto";
 import { parseCompression, type Compression } from "../client/compress.ts";
 import { MEAN, parseAggregation, type Aggregation } from "../client/aggregate.ts";
-import { JOBS } from "../client/jobs/registry.ts";
+import { JOBS, PROBLEM_JOBS } from "../client/jobs/registry.ts";
 import { OPTIMIZER_NAMES, type OptimizerName } from "../client/jobs/optimizers.ts";
 import { CONSISTENCY_MODES, type Consistency } from "./protocol.ts";
 import { MF_FLAGS, MfFlagError, mfConfigFromValues, type MfRunConfig } from "./mf/config.ts";
@@ -53,7 +53,7 @@ export interface CoordinatorConfig {
   readonly aggregation: Aggregation;
   /** Least ms between two spot-check tasks, 0: none (`--spot-every`, default 5000; coordinator/spotcheck.ts). */
   readonly spotEveryMs: number;
-  /** Job mf (model parallel): its problem and stopping rule; null for the other jobs. */
+  /** Jobs mf (model parallel) and mf-dp (data parallel): the problem and stopping rule; null for the other jobs. */
   readonly mf: MfRunConfig | null;
   /** STUN/TURN servers and ICE policy handed to the pages (`--ice-servers`, `--ice-transport`). */
   readonly ice: IceConfig;
@@ -160,9 +160,11 @@ export function configFromValues(values: Record<string, string | boolean | undef
   if (jobsFile !== null && (str("job") === "mf" || jobsFile.trim() === "")) throw new UsageError(jobsFile.trim() === "" ? "--jobs wants a file" : "--jobs: job mf (model parallel) cannot share the grid");
   const job = str("job") ?? "mnist-softmax";
   const def = JOBS[job];
-  if (!def && job !== "mf") throw new UsageError(`--job: unknown job "${job}" (known: ${[...Object.keys(JOBS), "mf"].join(", ")})`);
+  // mf (model parallel) and mf-dp (the same problem, data parallel) take the --mf-* flags.
+  const isMf = job === "mf" || PROBLEM_JOBS.includes(job);
+  if (!def && !isMf) throw new UsageError(`--job: unknown job "${job}" (known: ${[...Object.keys(JOBS), "mf", ...PROBLEM_JOBS].join(", ")})`);
   const mfFlag = Object.keys(MF_FLAGS).find((k) => str(k) !== undefined);
-  if (job !== "mf" && mfFlag !== undefined) throw new UsageError(`--${mfFlag} needs --job mf`);
+  if (!isMf && mfFlag !== undefined) throw new UsageError(`--${mfFlag} needs --job mf or ${PROBLEM_JOBS.join(" or ")}`);
   const mode = str("consistency") ?? "ssp";
   if (!(CONSISTENCY_MODES as readonly string[]).includes(mode)) {
     throw new UsageError(`--consistency must be one of ${CONSISTENCY_MODES.join("|")}, got "${mode}"`);
@@ -185,7 +187,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
   const learningRate = num("lr", str("lr"), 1e-6, 100);
   let mf: MfRunConfig | null = null;
   try {
-    mf = job === "mf" ? mfConfigFromValues(str, seed, learningRate) : null;
+    mf = isMf ? mfConfigFromValues(str, seed, learningRate) : null;
   } catch (e) {
     if (e instanceof MfFlagError) throw new UsageError(e.message);
     throw e;
@@ -204,7 +206,8 @@ export function configFromValues(values: Record<string, string | boolean | undef
     consistency: { mode: mode as Consistency["mode"], staleness },
     epochs: int("epochs", str("epochs"), 0, 0, 10_000),
     maxClock: int("max-clock", str("max-clock"), 0, 0, 100_000_000),
-    targetAccuracy: num("target-accuracy", str("target-accuracy"), 0, 1) ?? def?.targetAccuracy ?? 0,
+    // mf-dp's metric is σ / test RMSE: --mf-target X stops it at 1 / X.
+    targetAccuracy: num("target-accuracy", str("target-accuracy"), 0, 1) ?? (mf && job !== "mf" ? 1 / mf.target : def?.targetAccuracy ?? 0),
     stateDir: str("state-dir") ?? ".grid-state",
     token: tokenFlag ?? randomBytes(12).toString("hex"),
     tokenGenerated: tokenFlag === undefined,

@@ -36,6 +36,7 @@ import type { IceServer } from "./protocol.ts";
 import type { ResumeState } from "./resume.ts";
 import { SpotChecker, type SpotPolicy } from "./spotcheck.ts";
 import type { Express } from "express";
+import type { MfConfig } from "../client/mf/problem.ts";
 
 export type WorkerState = "active" | "straggler" | "dropped" | "left";
 export type JobState = "waiting" | "running" | "paused" | "done" | "failed";
@@ -88,6 +89,8 @@ export interface JobOptions {
   readonly evaluator?: Evaluator;
   /** Handed to the pages in `welcome` (`--ice-servers`, `--ice-transport`, `--mesh-max`). */
   readonly dataPlane?: { readonly iceServers: IceServer[]; readonly iceTransportPolicy: "all" | "relay"; readonly meshMax: number };
+  /** Job mf-dp: the matrix-factorization problem, handed to the pages in `welcome` (they build the job from it). */
+  readonly mfProblem?: MfConfig;
 }
 
 interface WorkerRecord {
@@ -207,6 +210,8 @@ export class JobRun {
   private readonly events: JobEvent[] = [];
   private lastEvalAt = 0;
   private lastEvalMs = 0;
+  /** The test metric's name, as the evaluator last reported it. */
+  private metricName = "accuracy";
   /** The newest uploaded replica, evaluated or not (for /api/model). */
   private latest: { clock: number; params: Float32Array } | null = null;
   private bestModel: { clock: number; params: Float32Array } | null = null;
@@ -467,6 +472,7 @@ export class JobRun {
       needsSnapshot: running,
       incarnation: this.incarnation,
       ...(this.base && !running ? { base: { clock: this.base.clock } } : {}),
+      ...(this.opts.mfProblem ? { mf: this.opts.mfProblem } : {}),
     });
     if (rejoined) this.event("rejoined", id, `again (first joined as ${lineage.first})`);
     else this.event("joined", id, w.name || undefined);
@@ -719,6 +725,7 @@ export class JobRun {
         pushBounded(this.testSeries, [clock, m.value], MAX_SERIES);
         this.opts.store?.append({ k: "test", c: clock, v: m.value });
         if (!this.bestModel || clock >= this.bestModel.clock) this.bestModel = { clock, params };
+        this.metricName = m.name;
         this.log(`clock ${clock}: test ${m.name} ${m.value.toFixed(4)}`);
         if (m.value >= this.opts.targetAccuracy && !this.finishing) {
           this.finish(`target ${m.name} ${this.opts.targetAccuracy} reached (${m.value.toFixed(4)})`);
@@ -1043,7 +1050,7 @@ export class JobRun {
       spotChecks: this.spot?.status() ?? null,
       metrics: {
         trainLoss: this.trainLoss,
-        test: { name: "accuracy", series: this.testSeries },
+        test: { name: this.metricName, series: this.testSeries },
       },
       events: this.events,
       lastEvalMsAgo: this.lastEvalAt ? now - this.lastEvalAt : null,

@@ -7,12 +7,13 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { JOBS } from "../client/jobs/registry.ts";
+import { jobFor } from "../client/jobs/registry.ts";
 import { parseCoordinatorArgs, UsageError, type CoordinatorConfig } from "./cli.ts";
 import { loadMnist } from "./data.ts";
 import { JobRun } from "./job.ts";
 import { DEFAULT_SPOT } from "./spotcheck.ts";
-import { threadEvaluator } from "./evaluator.ts";
+import { inlineEvaluator, threadEvaluator } from "./evaluator.ts";
+import { mfDpDataset } from "./mf/dp-data.ts";
 import { startServer, type GridRun, type RunningServer } from "./server.ts";
 import { MfRun } from "./mf/run.ts";
 import { JobStore, StateMismatchError, openJobState } from "./state.ts";
@@ -43,10 +44,16 @@ export function ensureClientBuilt(log: (l: string) => void): void {
   if (r.status !== 0) throw new Error("vite build failed");
 }
 
-/** The run of a data-parallel job from its configuration, its state in `stateDir/ID/`. */
-function buildJobRun(cfg: CoordinatorConfig, id: string, data: Dataset, log: (l: string) => void, spotChecks = false): JobRun {
-  const job = JOBS[cfg.job];
+/**
+ * The run of a data-parallel job from its configuration, its state in
+ * `stateDir/ID/`; `load` gives MNIST (mf-dp brings its own ratings).
+ */
+function buildJobRun(cfg: CoordinatorConfig, id: string, load: () => Dataset, log: (l: string) => void, spotChecks = false): JobRun {
+  // mf-dp: job mf's problem trained data-parallel, built from the --mf-* flags.
+  const mfProblem = cfg.mf?.problem;
+  const job = jobFor(cfg.job, mfProblem);
   if (!job) throw new UsageError(`unknown job ${cfg.job}`);
+  const batch = cfg.batch ?? job.batch;
   const store = new JobStore(cfg.stateDir, id, log);
   let resume;
   try {
@@ -55,6 +62,7 @@ function buildJobRun(cfg: CoordinatorConfig, id: string, data: Dataset, log: (l:
     if (e instanceof StateMismatchError) throw new UsageError(e.message);
     throw e;
   }
+  const data = mfProblem ? mfDpDataset(mfProblem) : load();
   return new JobRun({
     job,
     data,
@@ -65,8 +73,9 @@ function buildJobRun(cfg: CoordinatorConfig, id: string, data: Dataset, log: (l:
     targetAccuracy: cfg.targetAccuracy,
     minWorkers: cfg.minWorkers,
     evalEvery: cfg.evalEvery,
-    batch: cfg.batch ?? job.batch,
-    learningRate: cfg.learningRate ?? job.learningRate,
+    batch,
+    // mf-dp: --lr is job mf's per-rating step; a clock's mean gradient takes `batch` of them.
+    learningRate: mfProblem ? mfProblem.lr * batch : (cfg.learningRate ?? job.learningRate),
     ...(cfg.optimizer !== null ? { optimizer: cfg.optimizer } : {}),
     workSizing: cfg.workSizing,
     store,
@@ -76,7 +85,9 @@ function buildJobRun(cfg: CoordinatorConfig, id: string, data: Dataset, log: (l:
     dropStragglers: cfg.dropStragglers,
     minEvalIntervalMs: cfg.evalIntervalMs,
     viewBatchMs: cfg.viewBatchMs,
-    evaluator: threadEvaluator(job, data.test, log),
+    // The evaluation thread looks its job up by name; mf-dp is built per problem (and its RMSE is cheap).
+    evaluator: mfProblem ? inlineEvaluator(job, data.test) : threadEvaluator(job, data.test, log),
+    ...(mfProblem ? { mfProblem } : {}),
     fullViews: cfg.fullViews,
     compression: cfg.compression,
     aggregation: cfg.aggregation,
@@ -98,7 +109,7 @@ export async function startCoordinator(
   jobs?: { readonly specs: readonly JobSpec[]; readonly base: readonly string[] },
 ): Promise<{ server: RunningServer; run: GridRun; grid?: JobGrid }> {
   const distDir = cfg.dist ?? join(ROOT, "dist");
-  if (cfg.mf) {
+  if (cfg.mf && cfg.job === "mf") {
     const run = new MfRun({ config: cfg.mf, minWorkers: cfg.minWorkers, store: new JobStore(cfg.stateDir, "default", log), log });
     const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, run, log });
     return { server, run };
@@ -106,12 +117,12 @@ export async function startCoordinator(
   let data = dataset ?? null;
   const load = (): Dataset => (data ??= loadMnist());
   if (!jobs) {
-    const run = buildJobRun(cfg, "default", load(), log, true);
+    const run = buildJobRun(cfg, "default", load, log, true);
     const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, run, log });
     return { server, run };
   }
   const base = jobs.base;
-  const make = (spec: JobSpec): JobRun => buildJobRun(spec.cfg, spec.entry.id, load(), (l) => log(`[${spec.entry.id}] ${l}`));
+  const make = (spec: JobSpec): JobRun => buildJobRun(spec.cfg, spec.entry.id, load, (l) => log(`[${spec.entry.id}] ${l}`));
   const grid = new JobGrid({
     multi: true,
     rebalanceMs: cfg.rebalanceMs,
@@ -158,10 +169,10 @@ async function main(): Promise<void> {
     throw e;
   }
   const { server, run, grid } = started;
-  const mode = cfg.mf
+  const mode = cfg.mf && cfg.job === "mf"
     ? `model parallel, ${cfg.mf.problem.blocks} blocks`
     : cfg.consistency.mode === "ssp" ? `ssp, s=${cfg.consistency.staleness}` : cfg.consistency.mode;
-  const target = cfg.mf ? `target test RMSE ${cfg.mf.target} × noise ${cfg.mf.problem.noise}` : `target accuracy ${cfg.targetAccuracy}`;
+  const target = cfg.mf && cfg.job === "mf" ? `target test RMSE ${cfg.mf.target} × noise ${cfg.mf.problem.noise}` : `target accuracy ${cfg.targetAccuracy}`;
   process.stdout.write(
     [
       ``,

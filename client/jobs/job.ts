@@ -22,8 +22,11 @@ export interface Batch {
 }
 
 export interface Metric {
-  /** "accuracy" (classification) or "r2" (regression: 1 − SSE/SST); higher is better for both. */
-  readonly name: "accuracy" | "r2";
+  /**
+   * "accuracy" (classification), "r2" (regression: 1 − SSE/SST) or
+   * "noise/rmse" (job mf-dp: the noise floor over the test RMSE); higher is better for all.
+   */
+  readonly name: "accuracy" | "r2" | "noise/rmse";
   readonly value: number;
   readonly loss: number;
 }
@@ -49,14 +52,19 @@ export interface GradientTensors {
 /** What a job file declares. */
 export interface JobSpec {
   readonly name: string;
-  /** Where the training data comes from; the coordinator serves MNIST shards. */
-  readonly dataset: "mnist";
+  /** Where the training data comes from: MNIST shards, or the rating records of job mf-dp (mf-dp.ts). */
+  readonly dataset: "mnist" | "mf-ratings";
   readonly inputDim: number;
   readonly classes: number;
   readonly parameters: number;
   /** Default minibatch size per step. */
   readonly batch: number;
   readonly learningRate: number;
+  /**
+   * Step-size decay (default none): a worker in its e-th pass over its own
+   * shards steps with lr / (1 + lrDecay · e).
+   */
+  readonly lrDecay?: number;
   /** Default test metric value at which the job is done. */
   readonly targetAccuracy: number;
   readonly optimizer: Optimizer;

@@ -153,6 +153,33 @@ export function generateRows(cfg: MfConfig, from: number, to: number, vStar = tr
   return { train: pack(tr), test: pack(te) };
 }
 
+/** Ratings of several parts, one after another. */
+export function concatRatings(parts: readonly Ratings[]): Ratings {
+  const n = parts.reduce((s, x) => s + x.vals.length, 0);
+  const out = { rows: new Uint32Array(n), cols: new Uint32Array(n), vals: new Float32Array(n) };
+  let o = 0;
+  for (const x of parts) {
+    out.rows.set(x.rows, o);
+    out.cols.set(x.cols, o);
+    out.vals.set(x.vals, o);
+    o += x.vals.length;
+  }
+  return out;
+}
+
+/** Every observed rating of the problem (`keepTrain: false`: only the held-out ones), generated 2,000 rows at a time. */
+export function generateAll(cfg: MfConfig, keepTrain = true): { train: Ratings; test: Ratings } {
+  const vStar = trueItems(cfg);
+  const train: Ratings[] = [];
+  const test: Ratings[] = [];
+  for (let a = 0; a < cfg.users; a += 2000) {
+    const g = generateRows(cfg, a, Math.min(cfg.users, a + 2000), vStar, keepTrain);
+    train.push(g.train);
+    test.push(g.test);
+  }
+  return { train: concatRatings(train), test: concatRatings(test) };
+}
+
 /** Initial row factors U_k of row block k (a pure function of the seed; version 0 of its checkpoint). */
 export function initRowBlock(cfg: MfConfig, k: number): Float32Array {
   const [a, b] = blockRange(cfg.users, cfg.blocks, k);

@@ -19,7 +19,7 @@
 import { randomBytes } from "node:crypto";
 import { issuePeerIdentity, presentsIdentity } from "../peer-ids.ts";
 import type { Express } from "express";
-import { blockRange, colBlockFloats, generateRows, learningRate, modelFloats, rowBlockFloats, trueItems, type Ratings } from "../../client/mf/problem.ts";
+import { blockRange, colBlockFloats, generateAll, learningRate, modelFloats, rowBlockFloats, type Ratings } from "../../client/mf/problem.ts";
 import { decodeBlock, encodeBlock, type FactorBlock } from "../../client/mf/wire.ts";
 import {
   encodeModelUpload,
@@ -118,21 +118,8 @@ export class MfRun {
     this.uHolder = new Array<string | null>(p.blocks).fill(null);
     this.vSent = new Array<{ from: string; to: string | null } | null>(p.blocks).fill(null);
     this.state = "waiting";
-    // The held-out ratings, generated row range by row range (the training ones are dropped).
-    const vStar = trueItems(p);
-    const parts: Ratings[] = [];
-    const step = 2000;
-    for (let a = 0; a < p.users; a += step) parts.push(generateRows(p, a, Math.min(p.users, a + step), vStar, false).test);
-    const n = parts.reduce((s, x) => s + x.vals.length, 0);
-    const test = { rows: new Uint32Array(n), cols: new Uint32Array(n), vals: new Float32Array(n) };
-    let o = 0;
-    for (const x of parts) {
-      test.rows.set(x.rows, o);
-      test.cols.set(x.cols, o);
-      test.vals.set(x.vals, o);
-      o += x.vals.length;
-    }
-    this.test = test;
+    // The held-out ratings (the training ones are not kept).
+    this.test = generateAll(p, false).test;
   }
 
   private log(line: string): void {
