@@ -68,6 +68,11 @@ export interface RunSpec {
   readonly maxClock: number;
   /** `--submit SEC:FILE` (with --jobs): jobs posted during the run. */
   readonly submits: readonly { readonly atSec: number; readonly file: string }[];
+  /**
+   * Jobs mf and mf-dp: their test metric is read as test RMSE / σ (lower is
+   * better) and the target is `--mf-target`, so both jobs compare on one scale.
+   */
+  readonly rmse: { readonly noise: number; readonly target: number } | null;
 }
 
 export interface HarnessConfig {
@@ -233,6 +238,7 @@ function runSpec(values: Values, label: string): RunSpec {
     targetAccuracy: cfg.targetAccuracy,
     maxClock: cfg.maxClock,
     submits,
+    rmse: cfg.mf ? { noise: cfg.mf.problem.noise, target: cfg.mf.target } : null,
   };
 }
 

@@ -33,6 +33,8 @@ export interface ComparisonRow {
   /** Examples per second relative to the first run (system speed-up). */
   readonly speedup: string;
   readonly bytes: string;
+  /** Bytes to and from the coordinator (shards, factor blocks, checkpoints). */
+  readonly coordinatorBytes: string;
   /** Share of time the pages with the smallest slowdown waited at the SSP gate. */
   readonly fastWait: string;
   readonly digests: string;
@@ -57,6 +59,7 @@ export function comparisonRows(runs: readonly RunResult[]): ComparisonRow[] {
       examplesPerSec: f(s.examplesPerSec, 0),
       speedup: f(speed, 2),
       bytes: compactNumber(s.bytesTotal),
+      coordinatorBytes: compactNumber(s.coordinatorBytes ?? 0),
       fastWait: s.fastWaitShare === null || s.fastWaitShare === undefined ? "-" : `${(100 * s.fastWaitShare).toFixed(1)}%`,
       digests: s.digestsAgree === null ? `${s.digests}` : `${s.digests} ${s.digestsAgree ? "agree" : "DIFFER"}`,
     };
@@ -74,6 +77,7 @@ const HEADERS: Record<keyof ComparisonRow, string> = {
   examplesPerSec: "examples/s",
   speedup: "× examples/s",
   bytes: "bytes",
+  coordinatorBytes: "coordinator bytes",
   fastWait: "fast pages waiting",
   digests: "digests",
 };
@@ -83,7 +87,8 @@ export function comparisonMarkdown(runs: readonly RunResult[]): string {
   const rows = comparisonRows(runs);
   const keys = Object.keys(HEADERS) as (keyof ComparisonRow)[];
   const line = (cells: string[]): string => `| ${cells.join(" | ")} |`;
-  return [line(keys.map((k) => HEADERS[k])), line(keys.map(() => "---")), ...rows.map((r) => line(keys.map((k) => r[k])))].join("\n");
+  const head = (k: keyof ComparisonRow): string => (k === "best" && runs[0]?.summary.metric === "rmse/σ" ? "best RMSE/σ" : HEADERS[k]);
+  return [line(keys.map(head)), line(keys.map(() => "---")), ...rows.map((r) => line(keys.map((k) => r[k])))].join("\n");
 }
 
 function htmlTable(head: string[], rows: string[][]): string {
@@ -135,12 +140,13 @@ function runSection(r: RunResult): string {
   const s = r.summary;
   const summaryRows: string[][] = [
     ["outcome", `${s.outcome}${s.reason ? ` (${s.reason})` : ""}`],
-    ["target", `${s.metric} ≥ ${target}: ${s.reached ? "reached" : "not reached"}`],
+    ["target", `${s.metric} ${s.metric === "rmse/σ" ? "≤" : "≥"} ${target}: ${s.reached ? "reached" : "not reached"}`],
     ["best / last test metric", `${f(s.best, 4)} / ${f(s.last, 4)}`],
     ["to target", `${f(s.secondsToTarget, 1)} s, ${s.examplesToTarget ?? "-"} examples, clock ${s.clockToTarget ?? "-"}`],
     ["clock rate, throughput", `${f(s.clocksPerSec, 2)} clocks/s, ${f(s.examplesPerSec, 0)} examples/s`],
     ["final clock, examples", `${s.finalClockMax}, ${s.examples}`],
     ["bytes exchanged (in + out, all workers)", compactNumber(s.bytesTotal)],
+    ["bytes to and from the coordinator", compactNumber(s.coordinatorBytes ?? 0)],
     ["end digests", s.digestsAgree === null ? String(s.digests) : `${s.digests}, ${s.digestsAgree ? "all agree" : "DIFFER"}`],
     ["workers, browsers", `${r.spec.workers}, ${r.spec.browsers}`],
     ["slowdowns, kills, joins", `${JSON.stringify(r.spec.slow)} ${JSON.stringify(r.spec.kills)} ${JSON.stringify(r.spec.joins)}`],

@@ -21,6 +21,7 @@ import { CHROMIUM_ARGS, chromiumExecutable } from "../support/chromium.ts";
 import { startCoordinatorProcess, type CoordinatorProcess, type Status } from "../support/coordinator.ts";
 import { digestsAgree } from "../../client/replica.ts";
 import type { RunSpec } from "./flags.ts";
+import { asRmseOverFloor } from "./rmse.ts";
 
 const DRAIN_GRACE_SEC = 35;
 
@@ -72,6 +73,8 @@ export interface RunTimings {
   coordinatorReadySec: number | null;
   browsersReadySec: number | null;
   pagesOpenSec: number | null;
+  /** First sample in which the job was running (every `--min-workers` page joined). */
+  runningSec: number | null;
   firstStepSec: number | null;
   finishingSec: number | null;
   doneSec: number | null;
@@ -95,6 +98,8 @@ export interface RunSummary {
   readonly clocksPerSec: number | null;
   readonly examplesPerSec: number | null;
   readonly bytesTotal: number;
+  /** Bytes the coordinator served (shards, factor blocks) plus the factor blocks it received (job mf's checkpoints). */
+  readonly coordinatorBytes: number;
   readonly digests: number;
   /** All reported end digests agree within the relative tolerance (null: fewer than two). */
   readonly digestsAgree: boolean | null;
@@ -266,6 +271,7 @@ export async function runExperiment(spec: RunSpec, hooks: RunHooks): Promise<Run
     coordinatorReadySec: null,
     browsersReadySec: null,
     pagesOpenSec: null,
+    runningSec: null,
     firstStepSec: null,
     finishingSec: null,
     doneSec: null,
@@ -372,6 +378,7 @@ export async function runExperiment(spec: RunSpec, hooks: RunHooks): Promise<Run
           }
         }
         if (timings.firstStepSec === null && status.workers.some((w) => w.clock > 0)) timings.firstStepSec = s.t;
+        if (timings.runningSec === null && status.job.state !== "waiting") timings.runningSec = s.t;
         const series = status.metrics.test.series;
         const latest = series.length > 0 ? placeTestPoints(series.slice(-1), samples)[0] ?? null : null;
         hooks.sample(s, latest);
@@ -416,10 +423,14 @@ export async function runExperiment(spec: RunSpec, hooks: RunHooks): Promise<Run
   events.sort((a, b) => a.t - b.t);
 
   const series = finalStatus?.metrics.test.series ?? [];
-  const testPoints = placeTestPoints(series, samples);
-  const target = spec.targetAccuracy;
-  const hit = testPoints.find((p) => p.value >= target) ?? null;
-  const first = timings.firstStepSec;
+  const metricName = finalStatus?.metrics.test.name ?? "accuracy";
+  // mf and mf-dp: RMSE / σ, lower is better, timed from the job's start (a
+  // model-parallel worker's clock moves only when its first block is done).
+  const rmse = spec.rmse;
+  const testPoints = rmse ? asRmseOverFloor(metricName, placeTestPoints(series, samples), rmse.noise) : placeTestPoints(series, samples);
+  const target = rmse ? rmse.target : spec.targetAccuracy;
+  const hit = testPoints.find((p) => (rmse ? p.value <= target : p.value >= target)) ?? null;
+  const first = rmse ? timings.runningSec : timings.firstStepSec;
   const lastSample = samples[samples.length - 1];
   const endT = timings.finishingSec ?? lastSample?.t ?? null;
   const firstSample = first === null ? undefined : samples.find((s) => s.t >= first);
@@ -432,8 +443,8 @@ export async function runExperiment(spec: RunSpec, hooks: RunHooks): Promise<Run
     reached,
     outcome,
     reason,
-    metric: finalStatus?.metrics.test.name ?? "accuracy",
-    best: testPoints.length ? Math.max(...testPoints.map((p) => p.value)) : null,
+    metric: rmse ? "rmse/σ" : metricName,
+    best: testPoints.length ? (rmse ? Math.min : Math.max)(...testPoints.map((p) => p.value)) : null,
     last: testPoints.length ? (testPoints[testPoints.length - 1] as TestPoint).value : null,
     secondsToTarget: hit && first !== null ? Math.max(0, hit.t - first) : null,
     examplesToTarget: hit ? hit.examples : null,
@@ -443,6 +454,7 @@ export async function runExperiment(spec: RunSpec, hooks: RunHooks): Promise<Run
     clocksPerSec: span && span > 0 && endSample && firstSample ? (endSample.clockMax - firstSample.clockMax) / (endSample.t - firstSample.t || span) : null,
     examplesPerSec: span && span > 0 && endSample && firstSample ? (endSample.examples - firstSample.examples) / (endSample.t - firstSample.t || span) : null,
     bytesTotal: (finalStatus?.workers ?? []).reduce((s, w) => s + w.bytesIn + w.bytesOut, 0),
+    coordinatorBytes: (finalStatus?.served.bytes ?? 0) + (finalStatus?.mf?.checkpointBytesIn ?? 0),
     digests: digests.length,
     digestsAgree: d0 && digests.length > 1 ? digests.every((d) => digestsAgree(d0, d)) : null,
     fastWaitShare: fastWaitShare(samples, spec.slow, endT),
@@ -459,7 +471,7 @@ export async function runExperiment(spec: RunSpec, hooks: RunHooks): Promise<Run
       timeoutSec: spec.timeoutSec,
       sampleMs: spec.sampleMs,
       coordinatorArgs: [...spec.coordinatorArgs],
-      targetAccuracy: spec.targetAccuracy,
+      targetAccuracy: target,
     },
     summary,
     timings,

@@ -26,6 +26,8 @@ export interface Status {
   clock: { min: number; max: number };
   examples: number;
   served: { shards: number; bytes: number };
+  /** Job mf only. */
+  mf?: { checkpointBytesIn: number; testRmse: number | null; floor: number };
   workers: {
     id: string;
     state: string;
