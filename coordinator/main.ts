@@ -15,7 +15,8 @@ import { DEFAULT_SPOT } from "./spotcheck.ts";
 import { inlineEvaluator, threadEvaluator } from "./evaluator.ts";
 import { mfDpDataset } from "./mf/dp-data.ts";
 import { startServer, type GridRun, type RunningServer } from "./server.ts";
-import { MfRun } from "./mf/run.ts";
+import { MfRun, mfStateKey } from "./mf/run.ts";
+import { modelFloats } from "../client/mf/problem.ts";
 import { JobStore, StateMismatchError, openJobState } from "./state.ts";
 import type { Dataset } from "./data.ts";
 import { baseArgs, JobGrid, jobSpec, readJobsFile, type JobSpec } from "./jobs.ts";
@@ -110,7 +111,17 @@ export async function startCoordinator(
 ): Promise<{ server: RunningServer; run: GridRun; grid?: JobGrid }> {
   const distDir = cfg.dist ?? join(ROOT, "dist");
   if (cfg.mf && cfg.job === "mf") {
-    const run = new MfRun({ config: cfg.mf, minWorkers: cfg.minWorkers, store: new JobStore(cfg.stateDir, "default", log), log });
+    const store = new JobStore(cfg.stateDir, "default", log);
+    const p = cfg.mf.problem;
+    let resume;
+    try {
+      // Keyed by the problem: a restart with other --mf-* flags or --seed is refused, not resumed.
+      resume = openJobState(store, { name: mfStateKey(p), parameters: modelFloats(p) }, cfg.fresh, log);
+    } catch (e) {
+      if (e instanceof StateMismatchError) throw new UsageError(e.message);
+      throw e;
+    }
+    const run = new MfRun({ config: cfg.mf, minWorkers: cfg.minWorkers, store, resume, log });
     const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, run, log });
     return { server, run };
   }

@@ -47,6 +47,9 @@ interface MfPageState {
 }
 
 const PEER_WAIT_MS = 3000;
+/** Delays between attempts to reach a lost coordinator: doubling from the first to the last. */
+const REDIAL_MIN_MS = 1000;
+const REDIAL_MAX_MS = 10_000;
 
 function num(id: string): number {
   return Number(id.slice(1));
@@ -252,21 +255,39 @@ export async function runMfPage(ctx: MfPageContext): Promise<void> {
     setState("joining the job");
     send({ type: "join", ...(ctx.name ? { name: ctx.name } : {}), backend: init.backend, kernel: init.kernel, adapter: init.adapter });
   };
-  const sock = new WebSocket(coordinator.replace(/^http/, "ws") + "/ws");
-  sock.binaryType = "arraybuffer";
-  ws = sock;
-  sock.addEventListener("open", join);
-  sock.addEventListener("message", (ev: MessageEvent) => {
-    if (typeof ev.data === "string") onServerMessage(ev.data);
-  });
-  sock.addEventListener("close", () => {
-    transport?.destroy();
-    if (!over) setState("lost the coordinator; reload the page to join again");
-  });
-  const stopBeat = every(1000, () => send({ type: "heartbeat" }));
   // Pause leaves the job at once (its row blocks go on from the checkpoint);
   // Resume joins again as a new worker, which gets blocks at the next barrier.
   let paused = false;
+  // A lost coordinator (a restart, a network blip) is dialled again with a
+  // growing delay; the page then joins as a new worker and takes its blocks
+  // from the coordinator's checkpoints (a restarted one resumes from disk).
+  let redialMs = REDIAL_MIN_MS;
+  const connect = (): void => {
+    const sock = new WebSocket(coordinator.replace(/^http/, "ws") + "/ws");
+    sock.binaryType = "arraybuffer";
+    ws = sock;
+    sock.addEventListener("open", () => {
+      redialMs = REDIAL_MIN_MS;
+      if (!paused) join();
+    });
+    sock.addEventListener("message", (ev: MessageEvent) => {
+      if (typeof ev.data === "string") onServerMessage(ev.data);
+    });
+    sock.addEventListener("close", () => {
+      if (ws !== sock) return;
+      welcome = null;
+      transport?.destroy();
+      transport = null;
+      if (over) return;
+      setState(`lost the coordinator; dialling again in ${Math.round(redialMs / 1000)} s`);
+      setTimeout(() => {
+        if (!over) connect();
+      }, redialMs);
+      redialMs = Math.min(REDIAL_MAX_MS, redialMs * 2);
+    });
+  };
+  connect();
+  const stopBeat = every(1000, () => send({ type: "heartbeat" }));
   ui.onPause(() => {
     if (over) return;
     paused = !paused;

@@ -62,6 +62,24 @@ export class Checkpoints {
     return null;
   }
 
+  /**
+   * Every block from a whole model (U then V, the `assembled` layout) at
+   * `version`: what a restarted coordinator resumes from.
+   */
+  restore(version: number, model: Float32Array): void {
+    const uFloats = this.cfg.users * this.cfg.rank;
+    if (model.length !== uFloats + this.cfg.items * this.cfg.rank) throw new RangeError(`a model of ${model.length} floats is not this problem's`);
+    for (const kind of ["u", "v"] as const) {
+      const n = kind === "u" ? this.cfg.users : this.cfg.items;
+      const base = kind === "u" ? 0 : uFloats;
+      this.blocks[kind].forEach((b, k) => {
+        const [a, e] = blockRange(n, this.cfg.blocks, k);
+        b.data = model.slice(base + a * this.cfg.rank, base + e * this.cfg.rank);
+        b.version = version;
+      });
+    }
+  }
+
   /** The whole U (users × rank) or V (items × rank), block after block. */
   assembled(kind: BlockKind): Float32Array {
     const n = kind === "u" ? this.cfg.users : this.cfg.items;

@@ -15,6 +15,14 @@
  *   starts from the checkpoint. Nothing else waits for it.
  * - Evaluation: at each barrier the test RMSE of the checkpointed model on the
  *   held-out ratings; the job is done at `target × noise` or after `maxEpochs`.
+ * - Durability: at each barrier every block is at the new sub-epoch, so the
+ *   whole model (U then V) is written to the state directory as a checkpoint
+ *   (coordinator/state.ts: atomic, fsynced, the previous one kept), with the
+ *   RMSE and loss in the log. A coordinator restarted on the same directory
+ *   (`mfStateKey` names the problem) resumes at that barrier: every block from
+ *   the checkpoint, the sub-epoch, the series and the worker numbering; pages
+ *   join again and fetch their blocks from it. Work of the interrupted
+ *   sub-epoch is redone; no factor is lost.
  */
 import { randomBytes } from "node:crypto";
 import { issuePeerIdentity, presentsIdentity } from "../peer-ids.ts";
@@ -33,6 +41,8 @@ import {
 } from "../protocol.ts";
 import { compareWorkerIds } from "../ssp.ts";
 import type { JobStore } from "../state.ts";
+import type { ResumeState } from "../resume.ts";
+import type { MfConfig } from "../../client/mf/problem.ts";
 import { Checkpoints } from "./checkpoints.ts";
 import type { MfRunConfig } from "./config.ts";
 import { addWorker, blocksOf, colFor, createSchedule, markDone, rebalance, removeWorker, rowFor, tasks, type Schedule } from "./schedule.ts";
@@ -42,6 +52,8 @@ export interface MfRunOptions {
   readonly config: MfRunConfig;
   readonly minWorkers: number;
   readonly store: JobStore | null;
+  /** State read back from the store (openJobState with `mfStateKey`): resume at its checkpoint. */
+  readonly resume?: ResumeState;
   readonly now?: () => number;
   readonly log?: (line: string) => void;
 }
@@ -76,6 +88,14 @@ interface MfWorker {
 }
 
 const SILENT_MS = 5000;
+
+/**
+ * The name job mf's state is kept under: the problem itself, so a restart with
+ * other sizes or another seed is refused instead of resuming the wrong factors.
+ */
+export function mfStateKey(p: MfConfig): string {
+  return `mf ${p.users}x${p.items} r${p.rank} d${p.density} n${p.noise} K${p.blocks} l${p.lambda} s${p.seed}`.slice(0, 64);
+}
 const MAX_SERIES = 2000;
 const MAX_EVENTS = 500;
 
@@ -107,6 +127,9 @@ export class MfRun {
   private ratingsDone = 0;
   private startedAt: number | null = null;
   private doneAt: number | null = null;
+  private readonly incarnation: number;
+  private readonly resumedFrom: { clock: number; file: string } | null;
+  private lastCheckpoint: { clock: number; t: number } | null = null;
 
   constructor(private readonly opts: MfRunOptions) {
     this.cfg = opts.config;
@@ -120,6 +143,23 @@ export class MfRun {
     this.state = "waiting";
     // The held-out ratings (the training ones are not kept).
     this.test = generateAll(p, false).test;
+    const r = opts.resume;
+    this.incarnation = r?.incarnation ?? 1;
+    this.resumedFrom = r?.checkpoint ? { clock: r.checkpoint.clock, file: r.checkpoint.file } : null;
+    if (r) {
+      this.nextWorker = r.nextWorker;
+      this.events.push(...r.events);
+      if (r.checkpoint) {
+        this.ck.restore(r.checkpoint.clock, r.checkpoint.params);
+        this.sched.t = r.checkpoint.clock;
+        this.epoch = r.checkpoint.clock;
+        this.ratingsDone = r.checkpoint.examples;
+        this.testSeries.push(...r.testSeries);
+        this.trainLoss.push(...r.trainLoss);
+      }
+    }
+    opts.store?.append({ k: "start", t: this.now(), incarnation: this.incarnation, job: mfStateKey(p), parameters: this.job.parameters, seed: p.seed });
+    if (this.resumedFrom) this.event("resumed", undefined, `from the checkpoint at sub-epoch ${this.resumedFrom.clock} (${this.resumedFrom.file}), incarnation ${this.incarnation}`);
   }
 
   private log(line: string): void {
@@ -353,6 +393,7 @@ export class MfRun {
     const rmse = testRmse(p, this.ck, this.test);
     this.testSeries.push([s.t, rmse]);
     if (this.testSeries.length > MAX_SERIES) this.testSeries.shift();
+    this.persist(s.t, rmse);
     for (const m of r.moved) this.event("rebalanced", m.worker, `row block ${m.block}`);
     if (rmse <= this.cfg.target * p.noise) {
       this.finish(`target reached: test RMSE ${rmse.toFixed(4)} ≤ ${this.cfg.target} × noise ${p.noise}`);
@@ -361,6 +402,22 @@ export class MfRun {
     } else {
       this.dispatch();
     }
+  }
+
+  /** The barrier of sub-epoch `t`: the whole model to the state directory, then its log records. */
+  private persist(t: number, rmse: number): void {
+    const store = this.opts.store;
+    if (!store) return;
+    store.append({ k: "loss", c: t, v: this.trainLoss.at(-1)?.[1] ?? 0 });
+    store.append({ k: "test", c: t, v: rmse });
+    const u = this.ck.assembled("u");
+    const v = this.ck.assembled("v");
+    const all = new Float32Array(u.length + v.length);
+    all.set(u);
+    all.set(v, u.length);
+    const now = this.now();
+    const ok = store.checkpoint(t, all, { k: "ckpt", t: now, clock: t, incarnation: this.incarnation, examples: this.ratingsDone, coverage: [], epochsDone: [] });
+    if (ok) this.lastCheckpoint = { clock: t, t: now };
   }
 
   private finish(reason: string): void {
@@ -490,6 +547,12 @@ export class MfRun {
         })),
       metrics: { trainLoss: this.trainLoss, test: { name: "rmse", series: this.testSeries } },
       events: this.events,
+      durable: {
+        incarnation: this.incarnation,
+        resumedFrom: this.resumedFrom,
+        checkpoint: this.lastCheckpoint,
+        healthy: this.opts.store?.healthy ?? false,
+      },
     };
   }
 }

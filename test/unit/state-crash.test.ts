@@ -12,10 +12,11 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { appendFileSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import WebSocket from "ws";
+import type WebSocket from "ws";
+import { dialAndJoin } from "../support/sim-socket.ts";
 import { replayLog } from "../../coordinator/resume.ts";
 import { decodeCheckpointFile } from "../../coordinator/state.ts";
-import { decodeModelUpload, encodeModelUpload, parseServerMessage } from "../../coordinator/protocol.ts";
+import { decodeModelUpload, encodeModelUpload } from "../../coordinator/protocol.ts";
 import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
@@ -51,18 +52,7 @@ class SimWorker {
 
   start(): void {
     if (this.closed) return;
-    const ws = new WebSocket(this.url().replace("http", "ws") + "/ws");
-    this.ws = ws;
-    ws.on("error", () => {});
-    ws.on("open", () => ws.send(JSON.stringify({ type: "join", backend: "cpu", kernel: "sim", adapter: "sim" })));
-    ws.on("message", (d, binary) => {
-      if (binary) return;
-      const p = parseServerMessage(d.toString());
-      if (!p.ok) {
-        this.errors.push(p.message);
-        return;
-      }
-      const m = p.value;
+    const ws = dialAndJoin(this.url(), "sim", this.errors, (m) => {
       if (m.type === "welcome") {
         this.id = m.workerId;
         this.clock = m.startClock;
@@ -72,6 +62,7 @@ class SimWorker {
         this.evaluator = m.evaluator;
       }
     });
+    this.ws = ws;
     ws.on("close", () => {
       if (this.timer) clearInterval(this.timer);
       this.timer = null;
