@@ -93,6 +93,15 @@ describe("mf-dp job", () => {
     const { update, loss } = await job.step(noBackend, p, batch, 1);
     expect(loss).toBe(0);
     expect(update.every((x) => x === 0)).toBe(true);
+    // The worker's reused update buffer is written in place: −lr × the mean gradient.
+    const good = encodeRecords(Uint32Array.of(3), Uint32Array.of(5), Float32Array.of(2));
+    const one: Batch = { x: Float32Array.from(good, (b) => b / 255), labels: new Uint32Array(1), size: 1 };
+    const into = new Float32Array(job.parameters).fill(7);
+    const g = await job.meanGradient(noBackend, p, one);
+    const stepped = await job.step(noBackend, p, one, 0.5, undefined, into);
+    expect(stepped.update).toBe(into);
+    expect(Array.from(into)).toEqual(Array.from(g.grad, (x) => Math.fround(-0.5 * x)));
+    expect(into[3 * small.rank]).not.toBe(0);
     expect(jobFor("no-such-job")).toBeUndefined();
   });
 
