@@ -43,7 +43,7 @@ test("bad harness flags exit with status 2 and one line", async () => {
 
 test("two workers reach an easy target: exit 0, report.json and report.html written", async () => {
   const out = mkdtempSync(join(tmpdir(), "grid-harness-"));
-  const r = await harness(["--workers", "2", "--max-clock", "30", "--target-accuracy", "0.5", "--eval-every", "5", "--out", out]);
+  const r = await harness(["--workers", "2", "--max-clock", "30", "--target-accuracy", "0.5", "--eval-every", "5", "--eval-interval", "0", "--out", out]);
   expect(r.code, r.stdout + r.stderr).toBe(0);
   expect(r.stdout).toMatch(/target reached/);
   const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as {
@@ -69,7 +69,7 @@ test("a job that stops at --max-clock short of the target exits 1; --step-time w
   expect(r.code, r.stdout + r.stderr).toBe(1);
   expect(r.stdout).toMatch(/target NOT reached \(finished\): max clock 10 reached/);
   const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as {
-    runs: { summary: { clocksPerSec: number }; finalStatus: { workers: { stepMs: number; clock: number }[] } }[];
+    runs: { summary: { clocksPerSec: number }; testPoints: { clock: number }[]; finalStatus: { workers: { stepMs: number; clock: number }[] } }[];
   };
   const run = report.runs[0];
   // The clock rate honours the step time, and the coordinator (straggler policy, auto) sees it in the step times reported.
@@ -78,4 +78,6 @@ test("a job that stops at --max-clock short of the target exits 1; --step-time w
   expect(w?.clock).toBe(10);
   expect(w?.stepMs).toBeGreaterThanOrEqual(299);
   expect(w?.stepMs).toBeLessThan(1500);
+  // The report ends with the evaluation of the model at the final clock.
+  expect(run?.testPoints.at(-1)?.clock).toBe(10);
 });

@@ -156,6 +156,33 @@ export function stopAllNow(): void {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** How long a finished run waits for the evaluation of the drained model. */
+const FINAL_EVAL_WAIT_SEC = 15;
+
+/**
+ * The drained replica (every worker's updates up to the final clocks) is
+ * uploaded just before the digests, so its evaluation usually ends after the
+ * job is `done`. Wait for it (a test point at the largest final clock, up to
+ * FINAL_EVAL_WAIT_SEC), so that a report's last accuracy is the final model's.
+ * Returns the newest status.
+ */
+async function awaitFinalEvaluation(url: string, done: Status, sampleMs: number): Promise<Status> {
+  const finalClock = Math.max(0, ...done.workers.filter((w) => w.state === "active").map((w) => w.clock));
+  const evaluated = (st: Status): boolean => (st.metrics.test.series.at(-1)?.[0] ?? -1) >= finalClock;
+  let latest = done;
+  const until = Date.now() + FINAL_EVAL_WAIT_SEC * 1000;
+  while (!evaluated(latest) && Date.now() < until) {
+    await sleep(sampleMs);
+    try {
+      const res = await fetch(`${url}/api/status`, { signal: AbortSignal.timeout(5000) });
+      latest = (await res.json()) as Status;
+    } catch {
+      break;
+    }
+  }
+  return latest;
+}
+
 /** Linear interpolation of `y` at `x` over points sorted by x; clamps at the ends. */
 export function interpolate(points: readonly (readonly [number, number])[], x: number): number | null {
   if (points.length === 0) return null;
@@ -384,6 +411,7 @@ export async function runExperiment(spec: RunSpec, hooks: RunHooks): Promise<Run
         hooks.sample(s, latest);
         if (status.job.state === "done" || status.job.state === "failed") {
           timings.doneSec = s.t;
+          if (status.job.state === "done") finalStatus = await awaitFinalEvaluation(coord.url, status, spec.sampleMs);
           outcome = status.job.state === "failed" ? "failed" : reachedTarget ? "target" : "finished";
           if (!reason) reason = `job ${status.job.state}`;
           break;
