@@ -47,8 +47,13 @@ export interface JobOptions {
   readonly consistency: Consistency;
   readonly seed: number;
   readonly maxClock: number;
-  /** Stop once this many examples were processed in all (0: no limit); `--epochs`. */
-  readonly maxExamples: number;
+  /**
+   * Stop once the coverage count shows this many epochs, every training
+   * example processed this many times (0: no limit); `--epochs`. Counted from
+   * whole shards, not from examples: work a closed page did on a shard it
+   * never finished is redone by the shard's next holder and does not count.
+   */
+  readonly maxEpochs: number;
   readonly targetAccuracy: number;
   readonly minWorkers: number;
   readonly evalEvery: number;
@@ -573,8 +578,9 @@ export class JobRun {
         if (this.opts.maxClock > 0 && w.clock >= this.opts.maxClock && !this.finishing) {
           this.finish(`max clock ${this.opts.maxClock} reached`);
         }
-        if (this.opts.maxExamples > 0 && this.examplesProcessed() >= this.opts.maxExamples && !this.finishing) {
-          this.finish(`${this.opts.maxExamples} examples processed`);
+        const epochs = this.opts.maxEpochs;
+        if (epochs > 0 && this.epochsDone.length >= epochs && !this.finishing) {
+          this.finish(`${epochs} epoch${epochs === 1 ? "" : "s"} covered: every training example processed ${epochs === 1 ? "once" : `${epochs} times`}`);
         }
         return;
       }

@@ -70,7 +70,7 @@ function buildJobRun(cfg: CoordinatorConfig, id: string, load: () => Dataset, lo
     consistency: cfg.consistency,
     seed: cfg.seed,
     maxClock: cfg.maxClock,
-    maxExamples: cfg.epochs * data.train.count,
+    maxEpochs: cfg.epochs,
     targetAccuracy: cfg.targetAccuracy,
     minWorkers: cfg.minWorkers,
     evalEvery: cfg.evalEvery,

@@ -32,7 +32,7 @@ export function tinyJobOptions(extra: Partial<JobOptions> = {}): JobOptions {
     consistency: { mode: "ssp", staleness: 2 },
     seed: 1,
     maxClock: 0,
-    maxExamples: 0,
+    maxEpochs: 0,
     targetAccuracy: 0.99,
     minWorkers: 1,
     evalEvery: 5,

@@ -144,7 +144,7 @@ describe("a job that resumes", () => {
       consistency: { mode: "ssp" as const, staleness: 2 },
       seed: 1,
       maxClock: 0,
-      maxExamples: 0,
+      maxEpochs: 0,
       targetAccuracy: 0.99,
       minWorkers: 1,
       evalEvery: 5,
