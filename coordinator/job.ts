@@ -864,6 +864,9 @@ export class JobRun {
    * are declared gone per tick; the rest are judged again at the next.
    */
   tick(intervalMs?: number): void {
+    // A finished job's records are final: who ended active, with which digest.
+    // (Its volunteers may go quiet for it, e.g. moved to another job.)
+    if (this.state === "done" || this.state === "failed") return;
     const now = this.now();
     if (intervalMs !== undefined && this.lastTickAt !== null) this.stalledMs += Math.max(0, now - this.lastTickAt - intervalMs);
     this.lastTickAt = now;
@@ -924,7 +927,8 @@ export class JobRun {
       }
     }
     const f = this.finishing;
-    if (f && this.state !== "done" && now - f.since > DRAIN_TIMEOUT_MS) {
+    // (The state may have become done during this tick: a removal can complete the drain.)
+    if (f && (this.state as JobState) !== "done" && now - f.since > DRAIN_TIMEOUT_MS) {
       this.event("drain-timeout", undefined, "some workers did not report a digest in time");
       this.complete();
     }

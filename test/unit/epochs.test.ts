@@ -39,4 +39,21 @@ describe("--epochs", () => {
     expect(st.coverage.epochsDone).toHaveLength(2);
     expect(st.events.some((e) => e.kind === "finishing" && /2 epochs covered/.test(e.detail ?? ""))).toBe(true);
   });
+
+  it("keeps a finished job's records: its workers going quiet afterwards are not marked left", () => {
+    let t = 1_000_000;
+    const run = new JobRun(tinyJobOptions({ maxEpochs: 1, viewBatchMs: 0, now: () => t }));
+    const r = run.join(joinMsg, () => {});
+    if (!r.ok) throw new Error(r.reason);
+    run.onMessage(r.id, clock(1, 200, [0, 1, 2, 3]));
+    run.onMessage(r.id, { type: "final", clock: 1 });
+    run.onMessage(r.id, { type: "digest", digest: { sum: 1, l2: 1, proj: [1] }, vector: { [r.id]: 1 } });
+    const before = run.status() as { job: { state: string }; workers: { id: string; state: string; digest: unknown }[] };
+    expect(before.job.state).toBe("done");
+    t += 60_000; // a minute of silence (the volunteer moved on, or closed its page)
+    run.tick();
+    const after = run.status() as typeof before;
+    expect(after.workers.map((w) => [w.id, w.state])).toEqual([[r.id, "active"]]);
+    expect(after.workers[0]?.digest).toEqual({ sum: 1, l2: 1, proj: [1] });
+  });
 });
