@@ -12,7 +12,7 @@ import { JobStore, StateMismatchError, decodeCheckpointFile, openJobState } from
 import { JobRun } from "../../coordinator/job.ts";
 import { decodeModelUpload, encodeModelUpload, type ServerMessage } from "../../coordinator/protocol.ts";
 import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
-import { tinyDataset } from "../support/tiny-run.ts";
+import { tinyDataset, tinyJobOptions } from "../support/tiny-run.ts";
 
 const P = mnistSoftmax.parameters;
 const tmp = (): string => mkdtempSync(join(tmpdir(), "grid-state-test-"));
@@ -138,22 +138,7 @@ describe("a job that resumes", () => {
     const dir = tmp();
     const data = tinyDataset();
     let now = 1_000_000;
-    const opts = {
-      job: mnistSoftmax,
-      data,
-      consistency: { mode: "ssp" as const, staleness: 2 },
-      seed: 1,
-      maxClock: 0,
-      maxEpochs: 0,
-      targetAccuracy: 0.99,
-      minWorkers: 1,
-      evalEvery: 5,
-      batch: 8,
-      learningRate: 0.1,
-      checkpointIntervalMs: 0,
-      minEvalIntervalMs: 0,
-      now: () => now,
-    };
+    const opts = tinyJobOptions({ data, checkpointIntervalMs: 0, minEvalIntervalMs: 0, now: () => now });
     const store1 = new JobStore(dir, "default", () => {});
     const run1 = new JobRun({ ...opts, store: store1, resume: openJobState(store1, mnistSoftmax, false, () => {}) });
     const a = fakeWorker(run1, "a");
