@@ -178,6 +178,8 @@ export interface JobGridOptions {
   readonly multi: boolean;
   /** Builds the run of a job submitted later (`POST /api/jobs`); absent: submissions are refused. */
   readonly submit?: (raw: unknown) => { entry: JobEntry; run: GridRun };
+  /** Keeps submitted jobs across restarts (coordinator/submitted.ts): told of each submission and cancellation. */
+  readonly remember?: { add(entry: JobEntry): void; forget(id: string): void };
   /**
    * Hysteresis: a move must raise the lower normalized share of the two jobs
    * by this fraction (default 0.2: rates measured on shared machines vary by
@@ -256,7 +258,9 @@ export class JobGrid {
     try {
       const { entry, run } = this.opts.submit(raw);
       this.log(`job ${entry.id} (${run.job.name}) submitted: weight ${entry.weight}, workers ${entry.minWorkers}..${entry.maxWorkers}, priority ${entry.priority}`);
-      return { ok: true, job: this.add(entry, run) };
+      const job = this.add(entry, run);
+      this.opts.remember?.add(entry);
+      return { ok: true, job };
     } catch (e) {
       return { ok: false, status: 400, error: e instanceof Error ? e.message : String(e) };
     }
@@ -617,6 +621,7 @@ export class JobGrid {
     const j = this.jobs.get(id);
     if (!j || this.phase(j) === "over") return false;
     j.cancelled = true;
+    this.opts.remember?.forget(id);
     this.phases.set(j.id, this.phase(j));
     this.rebalance(`job ${id} cancelled`);
     return true;

@@ -19,7 +19,8 @@ import { MfRun, mfStateKey } from "./mf/run.ts";
 import { modelFloats } from "../client/mf/problem.ts";
 import { JobStore, StateMismatchError, openJobState } from "./state.ts";
 import type { Dataset } from "./data.ts";
-import { baseArgs, JobGrid, jobSpec, readJobsFile, type JobSpec } from "./jobs.ts";
+import { baseArgs, JobGrid, jobSpec, readJobsFile, type JobEntry, type JobSpec } from "./jobs.ts";
+import { SubmittedJobs } from "./submitted.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SOURCES = ["client", "shaders", "coordinator/console", "index.html", "selftest.html", "vite.config.ts", "package.json"];
@@ -134,6 +135,13 @@ export async function startCoordinator(
   }
   const base = jobs.base;
   const make = (spec: JobSpec): JobRun => buildJobRun(spec.cfg, spec.entry.id, load, (l) => log(`[${spec.entry.id}] ${l}`));
+  // Jobs submitted to an earlier run on this state directory come back after the jobs file's (--fresh sets them aside).
+  const submitted = new SubmittedJobs(cfg.stateDir, log);
+  let restore: JobEntry[] = [];
+  if (cfg.fresh) {
+    const to = submitted.archive();
+    if (to !== null) log(`state: the jobs submitted to the earlier run were moved to ${to}`);
+  } else restore = submitted.load();
   const grid = new JobGrid({
     multi: true,
     rebalanceMs: cfg.rebalanceMs,
@@ -142,8 +150,26 @@ export async function startCoordinator(
       const spec = jobSpec(raw, base);
       return { entry: spec.entry, run: make(spec) };
     },
+    remember: submitted,
   });
   for (const spec of jobs.specs) grid.add(spec.entry, make(spec));
+  const restored = new Set<string>();
+  for (const entry of restore) {
+    if (grid.job(entry.id)) {
+      log(`state: submitted job ${entry.id} is not restored: the jobs file has a job with that id`);
+      continue;
+    }
+    try {
+      const spec = jobSpec(entry, base);
+      grid.add(spec.entry, make(spec));
+      restored.add(entry.id);
+      log(`state: submitted job ${entry.id} (${entry.job}, weight ${entry.weight}) restored`);
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      log(`state: submitted job ${entry.id} is not restored: ${e.message}`);
+    }
+  }
+  submitted.keep(restored);
   const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, grid, log });
   return { server, run: grid.defaultJob.run, grid };
 }
