@@ -96,6 +96,8 @@ const pageState: PageState = {
 (window as unknown as { grid: PageState }).grid = pageState;
 
 function log(line: string): void {
+  // Also to the console, where the harness and the developer tools read it.
+  console.debug(line);
   pageState.log.push(line);
   if (pageState.log.length > 200) pageState.log.shift();
   ui.log(line);

@@ -6,9 +6,10 @@
  *
  * - utilization: the share of (volunteer, sample interval) pairs in which the
  *   volunteer computed for some job, i.e. the clock of its current worker
- *   advanced, over the time some job was running and took volunteers, from
- *   the first sample in which every page had a job; also in the windows of
- *   ±`WINDOW_SEC` around each job's start and end;
+ *   advanced, over every connected volunteer (with a job, waiting for one,
+ *   or moving between two) from the first to the last sample in which some
+ *   job was running; also in the windows of ±`WINDOW_SEC` around each job's
+ *   start and end;
  * - the fairness error over time (the coordinator's `fairnessError`: largest
  *   gap between a job's share of throughput and its weight's share, jobs
  *   pinned at a bound left out), its mean and maximum while two or more jobs
@@ -36,6 +37,8 @@ export interface JobsSummary {
   readonly outcome: "done" | "timeout" | "error";
   readonly reason: string;
   readonly utilization: number | null;
+  /** The same intervals by what the volunteers did (shares; `computing` is the utilization). */
+  readonly uses: Record<IntervalUse, number>;
   readonly windows: readonly { event: string; t: number; utilization: number | null }[];
   readonly fairness: { mean: number | null; max: number | null; settleSec: readonly { event: string; sec: number | null }[] };
   readonly moves: number;
@@ -68,11 +71,50 @@ export function utilization(samples: readonly JobsSample[], from: number, to: nu
   return all > 0 ? busy / all : null;
 }
 
+/** Where the (volunteer, interval) pairs of `utilization` went. */
+export type IntervalUse = "computing" | "no job (waiting or moving)" | "job waiting for its minimum" | "joined, no step yet" | "stalled after stepping";
+
+/**
+ * The intervals of `utilization` in [from, to] by what the volunteer did:
+ * computing (its worker's clock advanced), no job (waiting for one, or between
+ * leaving one job and joining the next), in a job still waiting for its
+ * --min-workers, joined but not stepped yet in this membership (data,
+ * snapshot, links), or stalled after it had stepped (the staleness gate, a
+ * lost link, draining at the end). Shares of all pairs.
+ */
+export function intervalUses(samples: readonly JobsSample[], from: number, to: number): Record<IntervalUse, number> {
+  const n: Record<IntervalUse, number> = { computing: 0, "no job (waiting or moving)": 0, "job waiting for its minimum": 0, "joined, no step yet": 0, "stalled after stepping": 0 };
+  const stepped = new Set<string>();
+  let all = 0;
+  for (let i = 1; i < samples.length; i++) {
+    const a = samples[i - 1] as JobsSample;
+    const b = samples[i] as JobsSample;
+    const before = new Map(a.volunteers.map((v) => [v.id, v]));
+    const state = new Map(b.jobs.map((j) => [j.id, j.state]));
+    for (const v of b.volunteers) {
+      const p = before.get(v.id);
+      if (!p) continue;
+      const member = `${v.id}/${v.job ?? ""}/${v.worker ?? ""}`;
+      const advanced = v.job !== null && v.job === p.job && v.worker === p.worker && v.clock !== null && p.clock !== null && v.clock > p.clock;
+      if (advanced) stepped.add(member);
+      if (a.t < from || b.t > to) continue;
+      all++;
+      if (advanced) n.computing++;
+      else if (v.job === null) n["no job (waiting or moving)"]++;
+      else if (state.get(v.job) === "waiting") n["job waiting for its minimum"]++;
+      else if (!stepped.has(member)) n["joined, no step yet"]++;
+      else n["stalled after stepping"]++;
+    }
+  }
+  for (const k of Object.keys(n) as IntervalUse[]) n[k] = all > 0 ? n[k] / all : 0;
+  return n;
+}
+
 export async function runJobsExperiment(
   spec: RunSpec,
   submits: readonly { atSec: number; file: string }[],
   log: (line: string) => void,
-): Promise<{ summary: JobsSummary; samples: JobsSample[] }> {
+): Promise<{ summary: JobsSummary; samples: JobsSample[]; coordinatorLog: string; pagesLog: string; last: unknown }> {
   const t0 = Date.now();
   const now = (): number => (Date.now() - t0) / 1000;
   const samples: JobsSample[] = [];
@@ -82,12 +124,18 @@ export async function runJobsExperiment(
   let outcome: JobsSummary["outcome"] = "timeout";
   let reason = `time limit ${spec.timeoutSec} s`;
   let last: ApiJobs | null = null;
+  let coordinatorLog = "";
+  // What the pages print (their move, join, snapshot and gate lines), with the run's time: where a move's time goes.
+  const pageLines: string[] = [];
   try {
     coord = await startCoordinatorProcess([...spec.coordinatorArgs]);
     const executablePath = chromiumExecutable();
     browser = await chromium.launch({ headless: true, args: [...CHROMIUM_ARGS], ...(executablePath !== undefined ? { executablePath } : {}) });
     for (let n = 1; n <= spec.workers; n++) {
       const page = await (await browser.newContext()).newPage();
+      page.on("console", (m) => {
+        if (pageLines.length < 50_000) pageLines.push(`${now().toFixed(2)} h${n} ${m.text().slice(0, 300)}`);
+      });
       await page.goto(`${coord.url}/?${pageQuery(n, spec.slow.get(n) ?? 1, spec.stepTimeMs)}`);
     }
     log(`${spec.workers} pages open at ${now().toFixed(1)} s`);
@@ -145,10 +193,12 @@ export async function runJobsExperiment(
   } finally {
     await browser?.close().catch(() => {});
     await coord?.stop();
+    coordinatorLog = coord?.output() ?? "";
   }
-  // The window: from every page having a job until the last time some job took volunteers.
-  const start = events.find((e) => e.event === "all volunteers have a job")?.t ?? Infinity;
+  // The window: while some job ran (from the first sample in which one was running to the last),
+  // over every connected volunteer, whether it had a job, waited for one or was moving.
   const running = samples.filter((s) => s.jobs.some((j) => j.state === "running"));
+  const start = running[0]?.t ?? Infinity;
   const end = running.at(-1)?.t ?? start;
   const jobEvents = events.filter((e) => e.event !== "all volunteers have a job");
   const windows = jobEvents.map((e) => ({ event: e.event, t: e.t, utilization: utilization(samples, Math.max(start, e.t - WINDOW_SEC), Math.min(end, e.t + WINDOW_SEC)) }));
@@ -167,10 +217,14 @@ export async function runJobsExperiment(
   };
   return {
     samples,
+    coordinatorLog,
+    pagesLog: pageLines.join("\n") + "\n",
+    last,
     summary: {
       outcome,
       reason,
       utilization: utilization(samples, start, end),
+      uses: intervalUses(samples, start, end),
       windows,
       fairness: { mean: errs.length > 0 ? errs.reduce((a, b) => a + b, 0) / errs.length : null, max: errs.length > 0 ? Math.max(...errs) : null, settleSec },
       moves: last?.moves.length ?? 0,

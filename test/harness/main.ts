@@ -62,7 +62,7 @@ async function main(): Promise<number> {
     // Several jobs on one grid: utilization and fairness over time (test/harness/jobs.ts).
     const startedAt = new Date().toISOString();
     const loadStart = loadavg();
-    const { summary, samples } = await runJobsExperiment(jobsRun, jobsRun.submits, (l) => process.stdout.write(`${l}\n`));
+    const { summary, samples, coordinatorLog, pagesLog, last } = await runJobsExperiment(jobsRun, jobsRun.submits, (l) => process.stdout.write(`${l}\n`));
     const pct = (x: number | null): string => (x === null ? "-" : `${(x * 100).toFixed(1)}%`);
     process.stdout.write(
       [
@@ -70,6 +70,7 @@ async function main(): Promise<number> {
         `| measure | value |`,
         `| --- | --- |`,
         `| utilization (whole run) | ${pct(summary.utilization)} |`,
+        ...Object.entries(summary.uses).filter(([k]) => k !== "computing").map(([k, x]) => `| … idle: ${k} | ${pct(x)} |`),
         ...summary.windows.map((w) => `| utilization ±10 s around ${w.event} (${w.t.toFixed(1)} s) | ${pct(w.utilization)} |`),
         `| fairness error while ≥ 2 jobs ran: mean / max | ${pct(summary.fairness.mean)} / ${pct(summary.fairness.max)} |`,
         ...summary.fairness.settleSec.map((x) => `| fairness error ≤ 10% after ${x.event} | ${x.sec === null ? "never" : `${x.sec.toFixed(1)} s`} |`),
@@ -79,8 +80,10 @@ async function main(): Promise<number> {
     if (cfg.out !== null) {
       mkdirSync(cfg.out, { recursive: true });
       const file = join(cfg.out, "report.json");
-      writeFileSync(file, JSON.stringify({ argv, startedAt, loadavg: { start: loadStart, end: loadavg() }, cpus: cpus().length, summary, samples }, null, 1));
-      process.stdout.write(`report: ${file}\n`);
+      writeFileSync(file, JSON.stringify({ argv, startedAt, loadavg: { start: loadStart, end: loadavg() }, cpus: cpus().length, summary, samples, lastJobs: last }, null, 1));
+      writeFileSync(join(cfg.out, "coordinator.log"), coordinatorLog);
+      writeFileSync(join(cfg.out, "pages.log"), pagesLog);
+      process.stdout.write(`report: ${file} (coordinator output: coordinator.log, pages' console: pages.log)\n`);
     }
     return summary.outcome === "done" ? 0 : 1;
   }

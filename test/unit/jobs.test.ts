@@ -15,7 +15,7 @@ import { baseArgs, JobGrid, jobSpec, readJobsFile } from "../../coordinator/jobs
 import { startServer, type RunningServer } from "../../coordinator/server.ts";
 import { parseServerMessage, type ServerMessage } from "../../coordinator/protocol.ts";
 import { jobRows, moveLines, parseJobsList } from "../../coordinator/console/jobs.ts";
-import { utilization, type JobsSample } from "../harness/jobs.ts";
+import { intervalUses, utilization, type JobsSample } from "../harness/jobs.ts";
 import { parseHarnessArgs } from "../harness/flags.ts";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
@@ -306,6 +306,22 @@ describe("the harness's utilization measure", () => {
     expect(utilization(samples, 0, 3)).toBe(4 / 6);
     expect(utilization(samples, 1, 2)).toBe(1 / 2);
     expect(utilization(samples, 5, 9)).toBeNull();
+    // The idle pairs by cause: v2 never stepped as b/w1, and had just joined a as w2 at 2 s.
+    expect(intervalUses(samples, 0, 3)).toEqual({
+      computing: 4 / 6,
+      "no job (waiting or moving)": 0,
+      "job waiting for its minimum": 0,
+      "joined, no step yet": 2 / 6,
+      "stalled after stepping": 0,
+    });
+    const later = [...samples, at(4, [{ id: "v1", job: "a", worker: "w1", clock: 6 }, { id: "v2", job: "a", worker: "w2", clock: 2 }, { id: "v3", job: null, worker: null, clock: null }])];
+    expect(intervalUses(later, 3, 4)).toEqual({
+      computing: 0,
+      "no job (waiting or moving)": 1 / 3,
+      "job waiting for its minimum": 0,
+      "joined, no step yet": 0,
+      "stalled after stepping": 2 / 3,
+    });
   });
 
   it("takes --jobs FILE and --submit SEC:FILE, and leaves each job's --min-workers to its entry", () => {
