@@ -231,7 +231,9 @@ class TrainingWorker {
     for (let attempt = 1; attempt <= 10 && this.generation === gen; attempt++) {
       let why: string;
       try {
-        const res = await fetch(`${base}/api/checkpoint`, { cache: "no-store" });
+        // Several jobs on one grid: each job's checkpoint under its id.
+        const grid = this.welcome?.grid?.job;
+        const res = await fetch(grid !== undefined ? `${base}/api/jobs/${encodeURIComponent(grid)}/checkpoint` : `${base}/api/checkpoint`, { cache: "no-store" });
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         const r = decodeModelUpload(new Uint8Array(await res.arrayBuffer()), this.job?.parameters ?? 0);
         if (!r.ok) throw new Error(r.message);

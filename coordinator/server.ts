@@ -154,8 +154,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       })
       .send(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
   });
-  app.get("/api/checkpoint", (_req, res) => {
-    const body = run.baseModel?.() ?? null;
+  // The checkpoint a job resumed from: the default job's, or one job's of a grid (its workers load it).
+  app.get(["/api/checkpoint", "/api/jobs/:id/checkpoint"], (req, res) => {
+    const id: unknown = req.params["id"];
+    const of = typeof id !== "string" ? run : grid.job(id)?.run;
+    if (!of) {
+      res.status(404).json({ error: "no such job" });
+      return;
+    }
+    const body = of.baseModel?.() ?? null;
     if (!body) {
       res.status(404).json({ error: "this run did not resume from a checkpoint" });
       return;

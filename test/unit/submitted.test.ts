@@ -14,7 +14,7 @@ import { parseCoordinatorArgs } from "../../coordinator/cli.ts";
 import { startCoordinator } from "../../coordinator/main.ts";
 import { baseArgs, readJobsFile, type JobGrid } from "../../coordinator/jobs.ts";
 import { SUBMITTED_FILE } from "../../coordinator/submitted.ts";
-import { encodeModelUpload, type ServerMessage } from "../../coordinator/protocol.ts";
+import { decodeModelUpload, encodeModelUpload, type ServerMessage } from "../../coordinator/protocol.ts";
 import type { RunningServer } from "../../coordinator/server.ts";
 import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
 import { tinyDataset } from "../support/tiny-run.ts";
@@ -104,6 +104,14 @@ describe("jobs submitted with POST /api/jobs across a restart", () => {
     const r = second.grid.job("late")?.run.join({ type: "join", name: "z", backend: "cpu", kernel: "k", adapter: "a" }, (m) => inbox.push(m));
     expect(r?.ok).toBe(true);
     expect(inbox.find((m) => m.type === "welcome")).toMatchObject({ startClock: 10, base: { clock: 10 } });
+    // ...from the job's own checkpoint, which its pages load from the job's route (not the default job's).
+    const ck = await fetch(`${second.url}/api/jobs/late/checkpoint`);
+    expect(ck.status).toBe(200);
+    const model = decodeModelUpload(new Uint8Array(await ck.arrayBuffer()), P);
+    expect(model.ok && model.value.clock).toBe(10);
+    expect(model.ok && model.value.params[123]).toBeCloseTo(0.1, 6);
+    expect((await fetch(`${second.url}/api/checkpoint`)).status).toBe(404);
+    expect((await fetch(`${second.url}/api/jobs/zz/checkpoint`)).status).toBe(404);
     // The job file's own job is unchanged, and submitting the same id again is refused.
     expect((await post(second.url, "/api/jobs", ENTRY)).status).toBe(409);
 
