@@ -229,7 +229,14 @@ export class JobRun {
   private readonly peerLossReported = new Map<string, number>();
   /** Durable state: this run's incarnation, the checkpoint it resumed from, the last one written. */
   private readonly incarnation: number;
-  private readonly base: { clock: number; params: Float32Array; file: string } | null;
+  /**
+   * Where workers start while none is stepping beyond it: the checkpoint a
+   * restart resumed from, or the newest uploaded model once every worker had
+   * left (`rebaseIfEmpty`).
+   */
+  private base: { clock: number; params: Float32Array; file: string } | null;
+  /** The checkpoint this run resumed from after a restart (status `durable.resumedFrom`). */
+  private readonly resumedFrom: { clock: number; file: string } | null;
   private lastCheckpoint: { clock: number; t: number } | null = null;
   private readonly spot: SpotChecker | null;
 
@@ -244,6 +251,7 @@ export class JobRun {
     const r = opts.resume;
     this.incarnation = r?.incarnation ?? 1;
     this.base = r?.checkpoint ?? null;
+    this.resumedFrom = this.base ? { clock: this.base.clock, file: this.base.file } : null;
     if (r) {
       this.views = new ViewBook(r.epoch);
       this.examplesTotal = r.checkpoint?.examples ?? 0;
@@ -850,9 +858,28 @@ export class JobRun {
     this.cuts = [...this.cuts.filter((c) => c.id !== id), { id, clock: w.clock }];
     this.spot?.forget(id);
     this.event(state, id, why);
+    this.rebaseIfEmpty();
     this.broadcastView();
     this.maybeDrain();
     this.maybeDone();
+  }
+
+  /**
+   * Every worker has left a running job (pages closed, volunteers moved to
+   * other jobs): the model lived in their replicas, so keep the newest one the
+   * coordinator holds (the last upload) as the base the next workers start
+   * from, as after a restart: at its clock, from its parameters
+   * (`/api/checkpoint`), no snapshot. The cuts of the departed workers go with
+   * them: the base holds what of their updates it holds, and no replica that
+   * could disagree is left. What they computed after that upload is lost.
+   */
+  private rebaseIfEmpty(): void {
+    if ((this.state !== "running" && this.state !== "paused") || this.finishing || this.active().length > 0) return;
+    const m = this.newestModel();
+    if (!m || m.clock <= (this.base?.clock ?? 0)) return;
+    this.base = { clock: m.clock, params: m.params, file: "the coordinator's newest model" };
+    this.cuts = [];
+    this.event("resumed", undefined, `every worker left: the next ones start from the newest model at clock ${m.clock}`);
   }
 
   /**
@@ -1066,7 +1093,7 @@ export class JobRun {
       lastEvalMsAgo: this.lastEvalAt ? now - this.lastEvalAt : null,
       durable: {
         incarnation: this.incarnation,
-        resumedFrom: this.base ? { clock: this.base.clock, file: this.base.file } : null,
+        resumedFrom: this.resumedFrom,
         checkpoint: this.lastCheckpoint,
         healthy: this.opts.store?.healthy ?? false,
       },

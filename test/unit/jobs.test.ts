@@ -13,7 +13,8 @@ import { UsageError } from "../../coordinator/cli.ts";
 import { JobRun } from "../../coordinator/job.ts";
 import { baseArgs, JobGrid, jobSpec, readJobsFile } from "../../coordinator/jobs.ts";
 import { startServer, type RunningServer } from "../../coordinator/server.ts";
-import { parseServerMessage, type ServerMessage } from "../../coordinator/protocol.ts";
+import { decodeModelUpload, encodeModelUpload, parseServerMessage, type ServerMessage } from "../../coordinator/protocol.ts";
+import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
 import { jobRows, moveLines, parseJobsList } from "../../coordinator/console/jobs.ts";
 import { intervalUses, utilization, type JobsSample } from "../harness/jobs.ts";
 import { parseHarnessArgs } from "../harness/flags.ts";
@@ -193,6 +194,42 @@ describe("volunteers shared between jobs", () => {
     expect(bs.workers.filter((w) => w.state === "active")).toHaveLength(6);
     const moves = (grid.list() as { moves: { from: string; to: string }[] }).moves;
     expect(moves.filter((m) => m.from === "a" && m.to === "b")).toHaveLength(4);
+  });
+
+  it("a job whose pages all closed resumes from the newest model it holds, not from its initial parameters", async () => {
+    let t = 1000;
+    const { grid, a, b } = twoJobs(() => t);
+    const pages = Array.from({ length: 3 }, () => new FakePage(grid));
+    for (const p of pages) p.join();
+    const onB = pages.filter((p) => grid.membership(p.vid)?.job === "b");
+    expect(onB).toHaveLength(1);
+    const p = onB[0] as FakePage;
+    const uploaded = new Float32Array(mnistSoftmax.parameters).map((_, i) => (i % 7) / 100);
+    for (let c = 1; c <= 12; c++) {
+      t += 100;
+      p.clock(c);
+      if (c === 10) {
+        expect(grid.onBinary(p.vid, new Uint8Array(encodeModelUpload(c, uploaded)))).toBeNull();
+        await new Promise((r) => setTimeout(r, 20)); // the evaluation answers asynchronously
+      }
+    }
+    grid.disconnect(p.vid); // its page closed: job b has no worker left
+    const st = b.status() as { view: { active: unknown[] }; events: { kind: string; detail?: string }[] };
+    expect(st.view.active).toHaveLength(0);
+    expect(st.events.at(-1)).toMatchObject({ kind: "resumed", detail: expect.stringMatching(/newest model at clock 10/) });
+    // The grid gives job b one of job a's two volunteers again (weights 2:1): it moves and joins b.
+    const q = pages.find((x) => x !== p && x.last("move")?.job === "b") as FakePage;
+    expect(q).toBeDefined();
+    q.move(3);
+    expect(grid.membership(q.vid)?.job).toBe("b");
+    // It starts at clock 10 from that model (loaded from the job's checkpoint route), with no snapshot and no cut of the departed worker.
+    expect(q.last("welcome")).toMatchObject({ startClock: 10, needsSnapshot: false, base: { clock: 10 } });
+    const base = decodeModelUpload(b.baseModel() ?? new Uint8Array(0), mnistSoftmax.parameters);
+    expect(base.ok && base.value.clock).toBe(10);
+    expect(base.ok && Array.from(base.value.params.subarray(0, 8))).toEqual(Array.from(uploaded.subarray(0, 8)));
+    expect(q.last("view")?.cuts ?? []).toEqual([]);
+    // Job a never uploaded a model: nothing to keep, its joiners start from its initial parameters as before.
+    expect(a.baseModel()).toBeNull();
   });
 
   it("a paused job keeps one volunteer holding its model, the others move away and come back on resume; a mover counts as left, not dropped", () => {
