@@ -204,7 +204,8 @@ export async function runJobsExperiment(
   const windows = jobEvents.map((e) => ({ event: e.event, t: e.t, utilization: utilization(samples, Math.max(start, e.t - WINDOW_SEC), Math.min(end, e.t + WINDOW_SEC)) }));
   const multi = samples.filter((s) => s.t >= start && s.jobs.filter((j) => j.state === "running").length >= 2);
   const errs = multi.map((s) => s.fairnessError);
-  const settleSec = jobEvents.map((e) => {
+  // Only events while some job still ran (after the last one ends there is no share to settle).
+  const settleSec = jobEvents.filter((e) => e.t < end).map((e) => {
     const after = samples.filter((s) => s.t >= e.t && s.t <= end);
     const ok = after.find((s) => s.fairnessError <= 0.1);
     return { event: e.event, sec: ok ? ok.t - e.t : null };
