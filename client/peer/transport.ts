@@ -99,6 +99,9 @@ export class PeerTransport {
   bytesOut = 0;
   readonly rejected = new Map<RejectReason | UpdateRejectReason | "send-failed" | "rate-limited", number>();
   readonly opened: Promise<void>;
+  /** When this transport was made, and whether signaling has registered it yet (for the log: how long links take). */
+  private readonly createdAt = performance.now();
+  private registered = false;
 
   constructor(private readonly opts: TransportOptions) {
     const u = new URL(opts.coordinator);
@@ -117,7 +120,7 @@ export class PeerTransport {
       this.peer.once("open", () => resolve());
       this.peer.once("error", (e) => reject(e instanceof Error ? e : new Error(String(e))));
     });
-    this.peer.on("connection", (conn) => this.adopt(conn));
+    this.peer.on("connection", (conn) => this.adopt(conn, "accepted"));
     this.peer.on("disconnected", () => this.signalingLost());
     this.peer.on("open", () => this.signalingBack());
     this.peer.on("error", (e) => {
@@ -161,15 +164,17 @@ export class PeerTransport {
    * no link; `now` also those whose redial time has not come (a new view).
    */
   private dialMissing(now = false): void {
-    // PeerJS makes no connection while this peer is destroyed or away from signaling.
-    if (this.peer.destroyed || this.peer.disconnected) return;
+    // PeerJS makes no connection while this peer is destroyed or away from signaling, and it drops
+    // (silently) what it sends before its signaling socket is open: a dial then never opens and
+    // waits out OPEN_TIMEOUT_MS. So dial only once registered; `open` dials what is missing.
+    if (this.peer.destroyed || this.peer.disconnected || !this.peer.open) return;
     const t = performance.now();
     for (const [peerId, num] of this.wanted) {
       if (peerId === this.opts.peerId || num >= this.opts.selfNumber || this.links.has(peerId)) continue;
       if (!now && (this.nextDial.get(peerId) ?? 0) > t) continue;
       this.nextDial.set(peerId, t + REDIAL_MS);
       const conn = this.peer.connect(peerId, { reliable: true, serialization: "raw" }) as DataConnection | undefined;
-      if (conn) this.adopt(conn);
+      if (conn) this.adopt(conn, "dialed");
     }
   }
 
@@ -194,6 +199,10 @@ export class PeerTransport {
 
   /** Registered with signaling (first time or again): dial what is missing. */
   private signalingBack(): void {
+    if (!this.registered) {
+      this.registered = true;
+      this.opts.log(`signaling: registered ${Math.round(performance.now() - this.createdAt)} ms after start`);
+    }
     if (this.signalingAttempts > 0) {
       this.signalingReconnects++;
       this.opts.log(`signaling back after ${this.signalingAttempts} attempt(s)`);
@@ -203,7 +212,7 @@ export class PeerTransport {
     this.dialMissing(true);
   }
 
-  private adopt(conn: DataConnection): void {
+  private adopt(conn: DataConnection, how: string): void {
     const existing = this.links.get(conn.peer);
     if (existing && existing.conn !== conn) existing.conn.close();
     const link: Link = {
@@ -215,6 +224,7 @@ export class PeerTransport {
     };
     this.links.set(conn.peer, link);
     conn.on("open", () => {
+      this.opts.log(`link to ${this.wanted.has(conn.peer) ? `w${this.wanted.get(conn.peer)}` : conn.peer} (${how}) open after ${Math.round(performance.now() - link.since)} ms`);
       link.open = true;
       link.lastHeard = performance.now();
       link.ch = new FramedChannel(conn.dataChannel, {
