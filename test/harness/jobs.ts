@@ -168,7 +168,9 @@ export async function runJobsExperiment(
           log(`job ${j.id} done at ${(doneT / 1000).toFixed(1)} s`);
         }
       }
+      let submitted = false;
       while (allJoinedAt !== null && pending.length > 0 && t - allJoinedAt >= (pending[0]?.atSec ?? 0)) {
+        submitted = true;
         const s = pending.shift() as { atSec: number; file: string };
         const r = await fetch(`${coord.url}/api/jobs`, {
           method: "POST",
@@ -180,7 +182,8 @@ export async function runJobsExperiment(
         events.push({ event: `job ${body.id ?? "?"} submitted`, t: now() });
         log(`job ${body.id ?? "?"} submitted at ${now().toFixed(1)} s`);
       }
-      if (pending.length === 0 && l.jobs.every((j) => j.job.state === "done" || j.job.state === "failed")) {
+      // `l` was read before this turn's submissions: a job just submitted is not in it yet.
+      if (!submitted && pending.length === 0 && l.jobs.every((j) => j.job.state === "done" || j.job.state === "failed")) {
         outcome = "done";
         reason = "every job done";
         break;
