@@ -7,9 +7,9 @@
  * - utilization: the share of (volunteer, sample interval) pairs in which the
  *   volunteer computed for some job, i.e. the clock of its current worker
  *   advanced, over every connected volunteer (with a job, waiting for one,
- *   or moving between two) from the first to the last sample in which some
- *   job was running; also in the windows of ±`WINDOW_SEC` around each job's
- *   start and end;
+ *   or moving between two) in the intervals in which some job was running
+ *   (not waiting for its --min-workers, not over); also in the windows of
+ *   ±`WINDOW_SEC` around each job's start and end;
  * - the fairness error over time (the coordinator's `fairnessError`: largest
  *   gap between a job's share of throughput and its weight's share, jobs
  *   pinned at a bound left out), its mean and maximum while two or more jobs
@@ -52,14 +52,21 @@ interface ApiJobs {
   fairnessError: number;
 }
 
-/** Utilization over consecutive samples in [from, to]: intervals in which a volunteer's worker clock advanced. */
+/** Some job ran (took volunteers and stepped, or was finishing) at this sample. */
+const someJobRan = (s: JobsSample): boolean => s.jobs.some((j) => j.state === "running");
+
+/**
+ * Utilization over consecutive samples in [from, to]: intervals in which a
+ * volunteer's worker clock advanced, over every connected volunteer's
+ * intervals while some job ran (at either end of the interval).
+ */
 export function utilization(samples: readonly JobsSample[], from: number, to: number): number | null {
   let busy = 0;
   let all = 0;
   for (let i = 1; i < samples.length; i++) {
     const a = samples[i - 1] as JobsSample;
     const b = samples[i] as JobsSample;
-    if (a.t < from || b.t > to) continue;
+    if (a.t < from || b.t > to || !(someJobRan(a) || someJobRan(b))) continue;
     const before = new Map(a.volunteers.map((v) => [v.id, v]));
     for (const v of b.volunteers) {
       const p = before.get(v.id);
@@ -97,7 +104,7 @@ export function intervalUses(samples: readonly JobsSample[], from: number, to: n
       const member = `${v.id}/${v.job ?? ""}/${v.worker ?? ""}`;
       const advanced = v.job !== null && v.job === p.job && v.worker === p.worker && v.clock !== null && p.clock !== null && v.clock > p.clock;
       if (advanced) stepped.add(member);
-      if (a.t < from || b.t > to) continue;
+      if (a.t < from || b.t > to || !(someJobRan(a) || someJobRan(b))) continue;
       all++;
       if (advanced) n.computing++;
       else if (v.job === null) n["no job (waiting or moving)"]++;

@@ -332,7 +332,8 @@ describe("the console's jobs panel", () => {
 
 describe("the harness's utilization measure", () => {
   it("counts a volunteer busy in an interval only when the clock of the same worker advanced", () => {
-    const at = (t: number, v: JobsSample["volunteers"]): JobsSample => ({ t, fairnessError: 0, jobs: [], volunteers: v });
+    const ran = [{ id: "a", state: "running", volunteers: 2, target: 1, actual: 1 }];
+    const at = (t: number, v: JobsSample["volunteers"], jobs: JobsSample["jobs"] = ran): JobsSample => ({ t, fairnessError: 0, jobs, volunteers: v });
     const samples = [
       at(0, [{ id: "v1", job: "a", worker: "w1", clock: 1 }, { id: "v2", job: "b", worker: "w1", clock: 1 }]),
       at(1, [{ id: "v1", job: "a", worker: "w1", clock: 3 }, { id: "v2", job: "b", worker: "w1", clock: 1 }]),
@@ -352,6 +353,11 @@ describe("the harness's utilization measure", () => {
       "stalled after stepping": 0,
     });
     const later = [...samples, at(4, [{ id: "v1", job: "a", worker: "w1", clock: 6 }, { id: "v2", job: "a", worker: "w2", clock: 2 }, { id: "v3", job: null, worker: null, clock: null }])];
+    // Intervals in which no job ran (all done, the next one not submitted yet) do not count.
+    const idle = [...later, at(5, [{ id: "v1", job: "a", worker: "w1", clock: 6 }], [{ id: "a", state: "done", volunteers: 1, target: 1, actual: 1 }]), at(6, [{ id: "v1", job: null, worker: null, clock: null }], [])];
+    // 4→5 counts (a ran at 4; v1 idle), 5→6 does not (no job ran at either end).
+    expect(utilization(idle, 0, 6)).toBe(4 / 10);
+    expect(utilization(idle, 5, 6)).toBeNull();
     expect(intervalUses(later, 3, 4)).toEqual({
       computing: 0,
       "no job (waiting or moving)": 1 / 3,
