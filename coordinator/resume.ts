@@ -12,6 +12,12 @@
  * | `loss`  | the mean training loss at a new clock | `c, v`                                       |
  * | `test`  | a test evaluation                    | `c, v`                                        |
  * | `ckpt`  | a model checkpoint is durable        | `t, clock, incarnation, examples, coverage, epochsDone` |
+ * | `meta`  | first line of a compacted log        | `epoch, nextWorker, done`                     |
+ *
+ * Compaction (`compactedRecords`) rewrites the log as the few records that
+ * replay to the same `ResumeLog`: one `start`, one `meta` (what the dropped
+ * records contributed to the view epoch, the worker numbering and `done`),
+ * then the retained events, series and checkpoint records.
  *
  * The log is read as untrusted input: each line is parsed with a schema; a
  * torn last line (a crash in the middle of a write) and any unreadable line
@@ -27,6 +33,7 @@ export const stateRecordSchema = z.discriminatedUnion("k", [
   z.object({ k: z.literal("start"), t: int, incarnation: int, job: z.string().max(64), parameters: int, seed: int }),
   z.object({ k: z.literal("event"), t: int, kind: z.string().max(40), worker: text.optional(), detail: text.optional() }),
   z.object({ k: z.literal("view"), e: int }),
+  z.object({ k: z.literal("meta"), epoch: int, nextWorker: int, done: z.boolean() }),
   z.object({ k: z.literal("loss"), c: int, v: finite }),
   z.object({ k: z.literal("test"), c: int, v: finite }),
   z.object({
@@ -76,89 +83,149 @@ function tail<T>(arr: T[], max: number): T[] {
   return arr.length > max ? arr.slice(arr.length - max) : arr;
 }
 
+/** How much history a replay keeps (the newest of each). */
+export interface ReplayLimits {
+  readonly events: number;
+  readonly series: number;
+}
+const DEFAULT_LIMITS: ReplayLimits = { events: 500, series: 2000 };
+
 /**
- * Replay the log text. Text after the last newline is a line cut short by a
- * crash: it is skipped (and reported in `notes`).
+ * The log read record by record. The coordinator's store feeds it the records
+ * it appends too, so the state a restart would read is known at any time
+ * without reading the file (compaction writes it out).
  */
-export function replayLog(textIn: string, limits = { events: 500, series: 2000 }): ResumeLog {
-  const notes: string[] = [];
-  const lines = textIn.split("\n");
-  const last = lines.pop() ?? "";
-  if (last !== "") notes.push(`skipped a torn last line of ${last.length} bytes (a write cut short by a crash)`);
-  let incarnation = 0;
-  let job: string | null = null;
-  let parameters: number | null = null;
-  let seed: number | null = null;
-  let epoch = 0;
-  let nextWorker = 1;
-  let done = false;
-  let events: ResumeEvent[] = [];
-  let trainLoss: [number, number][] = [];
-  let testSeries: [number, number][] = [];
-  const checkpoints: CheckpointRecord[] = [];
-  let bad = 0;
-  let firstBad = 0;
-  lines.forEach((line, i) => {
-    if (line.trim() === "") return;
+export class LogReplay {
+  private incarnation = 0;
+  private job: string | null = null;
+  private parameters: number | null = null;
+  private seed: number | null = null;
+  private epoch = 0;
+  private nextWorker = 1;
+  private done = false;
+  private events: ResumeEvent[] = [];
+  private trainLoss: [number, number][] = [];
+  private testSeries: [number, number][] = [];
+  private checkpoints: CheckpointRecord[] = [];
+  private bad = 0;
+  private firstBad = 0;
+  private lines = 0;
+  private readonly notes: string[] = [];
+
+  constructor(private readonly limits: ReplayLimits = DEFAULT_LIMITS) {}
+
+  /** One line of the log file (without its newline); an unreadable one is counted, not fatal. */
+  line(text: string): void {
+    this.lines++;
+    if (text.trim() === "") return;
     let raw: unknown;
     try {
-      raw = JSON.parse(line);
+      raw = JSON.parse(text);
     } catch {
       raw = undefined;
     }
     const r = stateRecordSchema.safeParse(raw);
     if (!r.success) {
-      if (bad++ === 0) firstBad = i + 1;
+      if (this.bad++ === 0) this.firstBad = this.lines;
       return;
     }
-    const rec = r.data;
+    this.add(r.data);
+  }
+
+  /** Text after the log's last newline: a write cut short by a crash. */
+  torn(text: string): void {
+    if (text !== "") this.notes.push(`skipped a torn last line of ${text.length} bytes (a write cut short by a crash)`);
+  }
+
+  add(rec: StateRecord): void {
+    const { limits } = this;
     switch (rec.k) {
       case "start":
-        incarnation = Math.max(incarnation, rec.incarnation);
-        job = rec.job;
-        parameters = rec.parameters;
-        seed = rec.seed;
+        this.incarnation = Math.max(this.incarnation, rec.incarnation);
+        this.job = rec.job;
+        this.parameters = rec.parameters;
+        this.seed = rec.seed;
+        return;
+      case "meta":
+        this.epoch = Math.max(this.epoch, rec.epoch);
+        this.nextWorker = Math.max(this.nextWorker, rec.nextWorker);
+        this.done ||= rec.done;
         return;
       case "event": {
-        events.push({ t: rec.t, kind: rec.kind, ...(rec.worker ? { worker: rec.worker } : {}), ...(rec.detail ? { detail: rec.detail } : {}) });
-        if (events.length > 2 * limits.events) events = tail(events, limits.events);
+        this.events.push({ t: rec.t, kind: rec.kind, ...(rec.worker ? { worker: rec.worker } : {}), ...(rec.detail ? { detail: rec.detail } : {}) });
+        if (this.events.length > 2 * limits.events) this.events = tail(this.events, limits.events);
         const m = rec.worker ? /^w([0-9]{1,9})$/.exec(rec.worker) : null;
-        if (m) nextWorker = Math.max(nextWorker, Number(m[1]) + 1);
-        if (rec.kind === "done") done = true;
+        if (m) this.nextWorker = Math.max(this.nextWorker, Number(m[1]) + 1);
+        if (rec.kind === "done") this.done = true;
         return;
       }
       case "view":
-        epoch = Math.max(epoch, rec.e);
+        this.epoch = Math.max(this.epoch, rec.e);
         return;
       case "loss":
-        trainLoss.push([rec.c, rec.v]);
-        if (trainLoss.length > 2 * limits.series) trainLoss = tail(trainLoss, limits.series);
+        this.trainLoss.push([rec.c, rec.v]);
+        if (this.trainLoss.length > 2 * limits.series) this.trainLoss = tail(this.trainLoss, limits.series);
         return;
       case "test":
-        testSeries.push([rec.c, rec.v]);
-        if (testSeries.length > 2 * limits.series) testSeries = tail(testSeries, limits.series);
+        this.testSeries.push([rec.c, rec.v]);
+        if (this.testSeries.length > 2 * limits.series) this.testSeries = tail(this.testSeries, limits.series);
         return;
       case "ckpt":
-        checkpoints.push(rec);
-        if (checkpoints.length > 4) checkpoints.shift();
+        this.checkpoints.push(rec);
+        if (this.checkpoints.length > 4) this.checkpoints.shift();
         return;
     }
-  });
-  if (bad > 0) notes.push(`skipped ${bad} unreadable line${bad === 1 ? "" : "s"} of the log (first: line ${firstBad})`);
-  return {
-    incarnation,
-    job,
-    parameters,
-    seed,
-    epoch,
-    nextWorker,
-    done,
-    events: tail(events, limits.events),
-    trainLoss: tail(trainLoss, limits.series),
-    testSeries: tail(testSeries, limits.series),
-    checkpoints,
-    notes,
-  };
+  }
+
+  result(): ResumeLog {
+    const notes = [...this.notes];
+    if (this.bad > 0) notes.push(`skipped ${this.bad} unreadable line${this.bad === 1 ? "" : "s"} of the log (first: line ${this.firstBad})`);
+    return {
+      incarnation: this.incarnation,
+      job: this.job,
+      parameters: this.parameters,
+      seed: this.seed,
+      epoch: this.epoch,
+      nextWorker: this.nextWorker,
+      done: this.done,
+      events: tail(this.events, this.limits.events),
+      trainLoss: tail(this.trainLoss, this.limits.series),
+      testSeries: tail(this.testSeries, this.limits.series),
+      checkpoints: [...this.checkpoints],
+      notes,
+    };
+  }
+}
+
+/**
+ * Replay the log text. Text after the last newline is a line cut short by a
+ * crash: it is skipped (and reported in `notes`).
+ */
+export function replayLog(textIn: string, limits: ReplayLimits = DEFAULT_LIMITS): ResumeLog {
+  const lines = textIn.split("\n");
+  const last = lines.pop() ?? "";
+  const r = new LogReplay(limits);
+  r.torn(last);
+  for (const line of lines) r.line(line);
+  return r.result();
+}
+
+/**
+ * The records of a compacted log: replayed, they give the same `ResumeLog` as
+ * the log they replace (its notes aside). Null when the log never started
+ * (nothing to keep).
+ */
+export function compactedRecords(log: ResumeLog, t: number): StateRecord[] | null {
+  if (log.job === null || log.parameters === null || log.seed === null) return null;
+  const out: StateRecord[] = [
+    { k: "start", t, incarnation: log.incarnation, job: log.job, parameters: log.parameters, seed: log.seed },
+    { k: "meta", epoch: log.epoch, nextWorker: log.nextWorker, done: log.done },
+  ];
+  for (const e of log.events) out.push({ k: "event", ...e });
+  for (const [c, v] of log.trainLoss) out.push({ k: "loss", c, v });
+  for (const [c, v] of log.testSeries) out.push({ k: "test", c, v });
+  out.push(...log.checkpoints);
+  return out;
 }
 
 /**

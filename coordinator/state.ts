@@ -9,6 +9,12 @@
  * temporary → `model.bin`, fsync of the directory; then its log record. A
  * crash at any point leaves at least one whole, verifiable checkpoint.
  *
+ * The log is compacted when it grows past a bound (`compactBytes`, 8 MB by
+ * default), right after a checkpoint: the records that replay to the same
+ * state (coordinator/resume.ts) go to `events.tmp`, fsync, renamed over
+ * `events.jsonl`, fsync of the directory. A crash leaves the old log or the
+ * new one, whole; a failed compaction keeps the old log and is reported.
+ *
  * Reading back (`load`) never fails on bad contents: a torn last log line is
  * cut off, unreadable lines are skipped, a checkpoint that does not verify is
  * set aside (`model.bad`) and the previous one is used; every repair is
@@ -32,12 +38,15 @@ import {
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { decodeModelUpload, encodeModelUpload } from "./protocol.ts";
-import { replayLog, resumeState, type ResumeLog, type ResumeState, type StateRecord } from "./resume.ts";
+import { LogReplay, compactedRecords, resumeState, type ResumeLog, type ResumeState, type StateRecord } from "./resume.ts";
 
 const LOG = "events.jsonl";
 const MODEL = "model.bin";
 const PREV = "model.prev.bin";
 const TMP = "model.tmp";
+const LOG_TMP = "events.tmp";
+/** The log is compacted after a checkpoint once it is larger than this. */
+export const COMPACT_BYTES = 8 * 1024 * 1024;
 const HASH_BYTES = 32;
 
 /** A checkpoint file's bytes: the /api/model layout plus its SHA-256. */
@@ -71,12 +80,22 @@ export class JobStore {
   readonly dir: string;
   private logFd: number | null = null;
   private failed = false;
+  /** The log as a restart would read it, kept up to date by `append` once `load` has read the file. */
+  private replay: LogReplay | null = null;
+  /** Bytes in the log file (known once `load` has read it). */
+  private logBytes = 0;
+  /** Compact when the log passes this; raised after a failed compaction so it is not retried at every checkpoint. */
+  private compactAt: number;
+  /** Compactions done by this store (for the status and tests). */
+  compactions = 0;
 
   constructor(
     stateDir: string,
     jobId: string,
     private readonly warn: (msg: string) => void = (m) => console.error(m),
+    private readonly compactBytes = COMPACT_BYTES,
   ) {
+    this.compactAt = compactBytes;
     this.dir = join(stateDir, jobId);
     try {
       mkdirSync(this.dir, { recursive: true });
@@ -110,11 +129,18 @@ export class JobStore {
     } catch (e) {
       notes.push(`cannot read the log (${e instanceof Error ? e.message : String(e)}); starting without its history`);
     }
-    const log = replayLog(text);
+    const replay = new LogReplay();
+    const lines = text.split("\n");
+    replay.torn(lines.pop() ?? "");
+    for (const line of lines) replay.line(line);
+    const log = replay.result();
     notes.push(...log.notes);
     this.repairTail();
+    this.replay = replay;
+    this.logBytes = Buffer.byteLength(text) - Buffer.byteLength(text.slice(text.lastIndexOf("\n") + 1));
     try {
       rmSync(join(this.dir, TMP), { force: true });
+      rmSync(join(this.dir, LOG_TMP), { force: true });
     } catch {
       // A left-over temporary file is harmless.
     }
@@ -186,9 +212,57 @@ export class JobStore {
         this.repairTail();
         this.logFd = openSync(join(this.dir, LOG), "a");
       }
-      writeSync(this.logFd, JSON.stringify(record) + "\n");
+      const line = JSON.stringify(record) + "\n";
+      writeSync(this.logFd, line);
+      this.logBytes += Buffer.byteLength(line);
+      this.replay?.add(record);
     } catch (e) {
       this.fail("cannot append to the log", e);
+    }
+  }
+
+  /** Bytes in the log file now. */
+  get logSize(): number {
+    return this.logBytes;
+  }
+
+  /**
+   * Rewrite the log as the records that replay to the same state (see the
+   * file comment). Returns whether it did; on an error the old log stays.
+   */
+  compact(t: number): boolean {
+    if (this.failed || this.replay === null) return false;
+    const records = compactedRecords(this.replay.result(), t);
+    if (records === null) return false;
+    const tmp = join(this.dir, LOG_TMP);
+    try {
+      const text = records.map((r) => JSON.stringify(r) + "\n").join("");
+      const fd = openSync(tmp, "w");
+      try {
+        writeSync(fd, text);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      this.close();
+      renameSync(tmp, join(this.dir, LOG));
+      this.syncDir();
+      const replay = new LogReplay();
+      for (const r of records) replay.add(r);
+      this.replay = replay;
+      this.logBytes = Buffer.byteLength(text);
+      this.compactAt = Math.max(this.compactBytes, 2 * this.logBytes);
+      this.compactions++;
+      return true;
+    } catch (e) {
+      this.compactAt = 2 * Math.max(this.logBytes, this.compactAt);
+      this.warn(`state: cannot compact the log (${e instanceof Error ? e.message : String(e)}); keeping it whole, next try at ${this.compactAt} bytes`);
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        // Removed at the next load.
+      }
+      return false;
     }
   }
 
@@ -213,6 +287,7 @@ export class JobStore {
       this.syncDir();
       this.append(record);
       if (this.logFd !== null) fsyncSync(this.logFd);
+      if (this.logBytes > this.compactAt) this.compact(record.k === "ckpt" ? record.t : Date.now());
       return true;
     } catch (e) {
       this.fail("cannot write a checkpoint", e);

@@ -4,10 +4,11 @@
  * different job, and a job that resumes from its checkpoint in-process.
  */
 import { describe, expect, it } from "vitest";
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import fc from "fast-check";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { replayLog } from "../../coordinator/resume.ts";
+import { compactedRecords, replayLog, type StateRecord } from "../../coordinator/resume.ts";
 import { JobStore, StateMismatchError, decodeCheckpointFile, openJobState } from "../../coordinator/state.ts";
 import { JobRun } from "../../coordinator/job.ts";
 import { decodeModelUpload, encodeModelUpload, type ServerMessage } from "../../coordinator/protocol.ts";
@@ -51,6 +52,93 @@ describe("the state log", () => {
     const again = replayLog(readFileSync(join(store.dir, "events.jsonl"), "utf8"));
     expect(again.notes).toEqual([]);
     expect(again.epoch).toBe(2);
+  });
+});
+
+describe("log compaction", () => {
+  const recordArb: fc.Arbitrary<StateRecord> = fc.oneof(
+    fc.record({ k: fc.constant("start" as const), t: fc.nat(), incarnation: fc.nat(20), job: fc.constantFrom("mnist-softmax", "mnist-mlp"), parameters: fc.nat(9000), seed: fc.nat(5) }),
+    fc.record(
+      { k: fc.constant("event" as const), t: fc.nat(), kind: fc.constantFrom("joined", "left", "done", "dropped"), worker: fc.constantFrom("w1", "w9", "w123", "console", ""), detail: fc.string({ maxLength: 8 }) },
+      { requiredKeys: ["k", "t", "kind"] },
+    ),
+    fc.record({ k: fc.constant("view" as const), e: fc.nat(1000) }),
+    fc.record({ k: fc.constant("loss" as const), c: fc.nat(500), v: fc.double({ noNaN: true, noDefaultInfinity: true, min: -10, max: 10 }) }),
+    fc.record({ k: fc.constant("test" as const), c: fc.nat(500), v: fc.double({ noNaN: true, noDefaultInfinity: true, min: 0, max: 1 }) }),
+    fc.record({ k: fc.constant("ckpt" as const), t: fc.nat(), clock: fc.nat(500), incarnation: fc.nat(20), examples: fc.nat(), coverage: fc.array(fc.array(fc.nat(50), { maxLength: 4 }), { maxLength: 3 }), epochsDone: fc.array(fc.record({ epoch: fc.nat(5), t: fc.nat() }), { maxLength: 2 }) }),
+  );
+  const text = (rs: StateRecord[]): string => rs.map((r) => JSON.stringify(r) + "\n").join("");
+  const withoutNotes = (l: ReturnType<typeof replayLog>) => ({ ...l, notes: [] });
+
+  it("a compacted log replays to the same state as the log it replaces, for any log", () => {
+    const limits = { events: 7, series: 11 };
+    fc.assert(
+      fc.property(fc.array(recordArb, { maxLength: 120 }), fc.array(recordArb, { maxLength: 30 }), (before, after) => {
+        const full = replayLog(text(before), limits);
+        const compacted = compactedRecords(full, 99);
+        if (full.job === null) {
+          expect(compacted).toBeNull();
+          return;
+        }
+        expect(compacted!.length).toBeLessThanOrEqual(2 + 7 + 2 * 11 + 4);
+        expect(withoutNotes(replayLog(text(compacted!), limits))).toEqual(withoutNotes(full));
+        // Records appended after a compaction replay as they would have on the whole log.
+        expect(withoutNotes(replayLog(text([...compacted!, ...after]), limits))).toEqual(withoutNotes(replayLog(text([...before, ...after]), limits)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("keeps the log file bounded on a long run, and a restart reads what it would have read from the whole log", () => {
+    const warned: string[] = [];
+    const small = new JobStore(tmp(), "default", (m) => warned.push(m), 64 * 1024);
+    const whole = new JobStore(tmp(), "default", () => {}, Number.MAX_SAFE_INTEGER);
+    for (const s of [small, whole]) s.load(P);
+    let largest = 0;
+    const both = (r: StateRecord): void => {
+      small.append(r);
+      whole.append(r);
+    };
+    both({ k: "start", t: 1, incarnation: 1, job: "mnist-softmax", parameters: P, seed: 3 });
+    for (let c = 1; c <= 20_000; c++) {
+      both({ k: "loss", c, v: 1 / c });
+      if (c % 3 === 0) both({ k: "view", e: c });
+      if (c % 7 === 0) both({ k: "event", t: c, kind: "joined", worker: `w${c}`, detail: "a page joined the job" });
+      if (c % 10 === 0) both({ k: "test", c, v: c / 20_000 });
+      if (c % 1000 === 0) {
+        for (const s of [small, whole]) expect(s.checkpoint(c, filled(c), ckptRecord(c))).toBe(true);
+        largest = Math.max(largest, statSync(join(small.dir, "events.jsonl")).size);
+      }
+    }
+    small.close();
+    whole.close();
+    expect(warned).toEqual([]);
+    expect(small.compactions).toBeGreaterThan(3);
+    // Bounded by twice the retained history (2,000 losses, 2,000 tests, 500
+    // events) plus one checkpoint interval's records, whatever the run's length.
+    expect(largest).toBeLessThan(400 * 1024);
+    const wholeSize = statSync(join(whole.dir, "events.jsonl")).size;
+    expect(wholeSize).toBeGreaterThan(3 * largest);
+    const a = new JobStore(small.dir.slice(0, -"/default".length), "default", () => {}).load(P);
+    const b = new JobStore(whole.dir.slice(0, -"/default".length), "default", () => {}).load(P);
+    expect(a.notes).toEqual([]);
+    expect(withoutNotes(a.log)).toEqual(withoutNotes(b.log));
+    expect(a.log.nextWorker).toBe(19_999 + 1);
+    expect(a.log.epoch).toBe(19_998);
+    expect(a.model?.clock).toBe(20_000);
+  });
+
+  it("a compaction cut short (left-over events.tmp) leaves the old log whole", () => {
+    const store = new JobStore(tmp(), "default", () => {}, 1024);
+    store.load(P);
+    store.append({ k: "start", t: 1, incarnation: 1, job: "mnist-softmax", parameters: P, seed: 3 });
+    for (let c = 1; c <= 50; c++) store.append({ k: "loss", c, v: c });
+    store.close();
+    writeFileSync(join(store.dir, "events.tmp"), '{"k":"start","t":1,"incarnation":9');
+    const loaded = store.load(P);
+    expect(existsSync(join(store.dir, "events.tmp"))).toBe(false);
+    expect(loaded.log.incarnation).toBe(1);
+    expect(loaded.log.trainLoss).toHaveLength(50);
   });
 });
 
