@@ -5,7 +5,7 @@
  * the status served at /api/status. Transport-agnostic: each worker is reached
  * through the `send` function given at join.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { issuePeerIdentity, presentsIdentity } from "./peer-ids.ts";
 import { formatCompression, NO_COMPRESSION, type Compression } from "../client/compress.ts";
 import { formatAggregationRule, formatClip, isRobust, MEAN, type Aggregation } from "../client/aggregate.ts";
@@ -33,7 +33,7 @@ import { Outbox } from "./outbox.ts";
 import { sizeBatches } from "./sizing.ts";
 import { inlineEvaluator, type Evaluator } from "./evaluator.ts";
 import type { IceServer } from "./protocol.ts";
-import type { ResumeState } from "./resume.ts";
+import type { LineageRecord, ResumeState } from "./resume.ts";
 import { SpotChecker, type SpotPolicy } from "./spotcheck.ts";
 import type { Express } from "express";
 import type { MfConfig } from "../client/mf/problem.ts";
@@ -182,6 +182,11 @@ function pushBounded<T>(arr: T[], item: T, max: number): void {
   }
 }
 
+/** What the state log keeps of a credential: its SHA-256, never the credential itself. */
+function credentialHash(credential: string): string {
+  return createHash("sha256").update(credential).digest("hex");
+}
+
 export class JobRun {
   readonly job: JobDefinition;
   private readonly opts: JobOptions;
@@ -189,6 +194,8 @@ export class JobRun {
   private readonly workers = new Map<string, WorkerRecord>();
   private nextWorker = 1;
   private readonly lineages = new Map<string, Lineage>();
+  /** Volunteers of earlier incarnations (from the state log), by credential hash: a page that rejoins with one continues its lineage. */
+  private readonly restoredLineages = new Map<string, LineageRecord>();
   private auto: AutoState | null = null;
   /** Epoch coverage: shards whose every example was processed, per epoch. */
   private readonly coverage: Set<number>[] = [new Set()];
@@ -257,6 +264,7 @@ export class JobRun {
       this.examplesTotal = r.checkpoint?.examples ?? 0;
       this.nextWorker = r.nextWorker;
       this.events.push(...r.events);
+      for (const [h, l] of r.lineages) this.restoredLineages.set(h, l);
       this.trainLoss.push(...r.trainLoss);
       this.testSeries.push(...r.testSeries);
       this.lossClock = this.base?.clock ?? -1;
@@ -392,14 +400,31 @@ export class JobRun {
     });
   }
 
+  knowsCredential(credential: string): boolean {
+    return this.lineages.has(credential) || this.restoredLineages.has(credentialHash(credential));
+  }
+
+  /** Remember a credential (its hash) in the state log, so a restarted coordinator knows the volunteer. */
+  private logLineage(w: WorkerRecord, gone?: string): void {
+    this.opts.store?.append({ k: "lineage", h: credentialHash(w.credential), first: w.lineage.first, drops: w.lineage.drops, ...(gone !== undefined ? { gone } : {}) });
+  }
+
   /** A page joined: issue its ids and credential, tell everyone the new view. */
   join(msg: JoinMessage, send: (m: ServerMessage) => void): { ok: true; id: string } | { ok: false; reason: string } {
     if (this.state === "done" || this.state === "failed" || this.finishing) {
       return { ok: false, reason: `job is ${this.finishing ? "finishing" : this.state}` };
     }
     let lineage: Lineage | undefined;
+    let gone: string | undefined;
     if (msg.rejoin !== undefined) {
+      gone = credentialHash(msg.rejoin);
       lineage = this.lineages.get(msg.rejoin);
+      const earlier = lineage ? undefined : this.restoredLineages.get(gone);
+      if (earlier) {
+        // Issued by an earlier incarnation of this coordinator (a restart): the same volunteer.
+        lineage = { first: earlier.first, drops: earlier.drops, live: null };
+        this.restoredLineages.delete(gone);
+      }
       if (!lineage) return { ok: false, reason: "unknown credential" };
       if (lineage.live !== null) return { ok: false, reason: `credential in use by ${lineage.live}` };
       this.lineages.delete(msg.rejoin);
@@ -461,6 +486,7 @@ export class JobRun {
     this.activeCache = null;
     this.wantsFullView.add(id);
     this.lineages.set(w.credential, lineage);
+    this.logLineage(w, gone);
     send({
       type: "welcome",
       workerId: id,
@@ -932,7 +958,9 @@ export class JobRun {
         const stepMs = new Map(act.map((w) => [w.id, w.stepMs]));
         const live = this.active();
         for (const id of chooseDrops(verdicts, stepMs, live.length, this.consistency.mode === "asp", this.opts.dropPolicy)) {
-          const drops = ++(this.workers.get(id) as WorkerRecord).lineage.drops;
+          const dropped = this.workers.get(id) as WorkerRecord;
+          const drops = ++dropped.lineage.drops;
+          this.logLineage(dropped);
           const v = verdicts.find((x) => x.id === id);
           this.drop(id, "straggler", v?.reason ?? "too slow", rejoinDelayMs(drops, this.opts.dropPolicy ?? DEFAULT_DROP));
         }

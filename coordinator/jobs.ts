@@ -338,7 +338,9 @@ export class JobGrid {
     // A page that comes back after a move or while it waited for a job completes a plan; a new one changes it.
     const arriving = t === null;
     if (t && this.phase(this.jobs.get(t.job) as GridJob) === "open") target = t;
-    const cj = msg.rejoin !== undefined ? this.credentials.get(msg.rejoin) : undefined;
+    const rejoin = msg.rejoin;
+    // After a coordinator restart the grid's own map is empty: the job whose state log knows the credential.
+    const cj = rejoin !== undefined ? (this.credentials.get(rejoin) ?? this.all().find((x) => x.run.knowsCredential?.(rejoin) === true)?.id) : undefined;
     if (!target && cj !== undefined && this.jobs.get(cj) && this.phase(this.jobs.get(cj) as GridJob) === "open") target = { job: cj, reason: `back to job ${cj}, where it worked before` };
     if (!target) {
       const plan = this.plan();
@@ -347,7 +349,7 @@ export class JobGrid {
     }
     if (!target) return { ok: false, reason: "no job needs volunteers now; this page waits for one" };
     const j = this.jobs.get(target.job) as GridJob;
-    const { rejoin, ...fresh } = msg;
+    const { rejoin: _presented, ...fresh } = msg;
     const r = this.enter(v, j, cj === target.job && rejoin !== undefined ? msg : fresh, target.reason);
     if (r.ok && arriving) this.rebalance(`volunteer ${v.id} joined`, true);
     return r;

@@ -13,6 +13,7 @@
  * | `test`  | a test evaluation                    | `c, v`                                        |
  * | `ckpt`  | a model checkpoint is durable        | `t, clock, incarnation, examples, coverage, epochsDone` |
  * | `meta`  | first line of a compacted log        | `epoch, nextWorker, done`                     |
+ * | `lineage` | a credential is issued, or its volunteer is dropped | `h` (SHA-256 of the credential), `first`, `drops`, `gone?` (the hash it replaces) |
  *
  * Compaction (`compactedRecords`) rewrites the log as the few records that
  * replay to the same `ResumeLog`: one `start`, one `meta` (what the dropped
@@ -28,12 +29,14 @@ import { z } from "zod";
 const int = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const finite = z.number().finite();
 const text = z.string().max(400);
+const hash = z.string().regex(/^[0-9a-f]{64}$/);
 
 export const stateRecordSchema = z.discriminatedUnion("k", [
   z.object({ k: z.literal("start"), t: int, incarnation: int, job: z.string().max(64), parameters: int, seed: int }),
   z.object({ k: z.literal("event"), t: int, kind: z.string().max(40), worker: text.optional(), detail: text.optional() }),
   z.object({ k: z.literal("view"), e: int }),
   z.object({ k: z.literal("meta"), epoch: int, nextWorker: int, done: z.boolean() }),
+  z.object({ k: z.literal("lineage"), h: hash, first: z.string().max(20), drops: int, gone: hash.optional() }),
   z.object({ k: z.literal("loss"), c: int, v: finite }),
   z.object({ k: z.literal("test"), c: int, v: finite }),
   z.object({
@@ -74,6 +77,12 @@ export interface ResumeLog {
   readonly testSeries: [number, number][];
   /** The last few checkpoint records, oldest first. */
   readonly checkpoints: CheckpointRecord[];
+  /**
+   * Volunteers a restart still recognizes (their page presents its credential
+   * when it rejoins): credential hash → the worker id it first joined as and
+   * its straggler drops; the newest `LINEAGES_KEPT`, oldest first.
+   */
+  readonly lineages: [string, LineageRecord][];
   /** Lines that could not be read (what and where), for the coordinator's log. */
   readonly notes: string[];
 }
@@ -82,6 +91,14 @@ export interface ResumeLog {
 function tail<T>(arr: T[], max: number): T[] {
   return arr.length > max ? arr.slice(arr.length - max) : arr;
 }
+
+export interface LineageRecord {
+  readonly first: string;
+  readonly drops: number;
+}
+
+/** Credentials a restart remembers (the newest). */
+export const LINEAGES_KEPT = 10_000;
 
 /** How much history a replay keeps (the newest of each). */
 export interface ReplayLimits {
@@ -107,6 +124,7 @@ export class LogReplay {
   private trainLoss: [number, number][] = [];
   private testSeries: [number, number][] = [];
   private checkpoints: CheckpointRecord[] = [];
+  private readonly lineages = new Map<string, LineageRecord>();
   private bad = 0;
   private firstBad = 0;
   private lines = 0;
@@ -174,6 +192,12 @@ export class LogReplay {
         this.checkpoints.push(rec);
         if (this.checkpoints.length > 4) this.checkpoints.shift();
         return;
+      case "lineage":
+        if (rec.gone !== undefined) this.lineages.delete(rec.gone);
+        this.lineages.delete(rec.h);
+        this.lineages.set(rec.h, { first: rec.first, drops: rec.drops });
+        if (this.lineages.size > LINEAGES_KEPT) this.lineages.delete(this.lineages.keys().next().value as string);
+        return;
     }
   }
 
@@ -192,6 +216,7 @@ export class LogReplay {
       trainLoss: tail(this.trainLoss, this.limits.series),
       testSeries: tail(this.testSeries, this.limits.series),
       checkpoints: [...this.checkpoints],
+      lineages: [...this.lineages],
       notes,
     };
   }
@@ -225,6 +250,7 @@ export function compactedRecords(log: ResumeLog, t: number): StateRecord[] | nul
   for (const [c, v] of log.trainLoss) out.push({ k: "loss", c, v });
   for (const [c, v] of log.testSeries) out.push({ k: "test", c, v });
   out.push(...log.checkpoints);
+  for (const [h, l] of log.lineages) out.push({ k: "lineage", h, first: l.first, drops: l.drops });
   return out;
 }
 
@@ -241,6 +267,8 @@ export interface ResumeState {
   readonly events: ResumeEvent[];
   readonly trainLoss: [number, number][];
   readonly testSeries: [number, number][];
+  /** Volunteers of earlier incarnations, by credential hash (see ResumeLog). */
+  readonly lineages: [string, LineageRecord][];
   /** The model every worker of this incarnation starts from, or null (start from the job's initial parameters). */
   readonly checkpoint: {
     readonly clock: number;
@@ -263,6 +291,7 @@ export function resumeState(log: ResumeLog, model: { clock: number; params: Floa
     events: log.events,
     trainLoss: log.trainLoss.filter(([c]) => c <= upTo),
     testSeries: log.testSeries.filter(([c]) => c <= upTo),
+    lineages: log.lineages,
     checkpoint: model
       ? {
           clock: model.clock,

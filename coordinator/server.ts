@@ -37,6 +37,8 @@ export type GridRun = Pick<
   isFinishing?(): boolean;
   /** The checkpoint this run resumed from (GET /api/checkpoint), for jobs that resume. */
   baseModel?(): Uint8Array | null;
+  /** Whether a page presenting this credential is one of this run's volunteers (this incarnation's or an earlier one's). */
+  knowsCredential?(credential: string): boolean;
 };
 
 export interface ServerOptions {

@@ -62,9 +62,13 @@ test("pages reconnect after a kill -9 of the coordinator and the job resumes fro
   for (const point of keptLoss) expect(done.metrics.trainLoss).toContainEqual(point);
   for (const point of before.metrics.test.series.filter(([c]) => c <= resumedAt)) expect(done.metrics.test.series).toContainEqual(point);
   expect(Math.max(...done.metrics.test.series.map(([, v]) => v))).toBeGreaterThanOrEqual(0.9);
-  // The pages rejoined on their own as new workers of this incarnation, started at the checkpoint.
+  // The pages rejoined on their own as new workers of this incarnation, started at the checkpoint,
+  // recognized as the same volunteers (the state log keeps their credentials' hashes).
   const active = done.workers.filter((w) => w.state === "active");
   expect(active).toHaveLength(2);
+  const firstIds = before.workers.map((w) => w.id);
+  for (const w of active) expect(firstIds).toContain((w as unknown as { lineage: string }).lineage);
+  expect(done.events.filter((e) => e.kind === "rejoined").length).toBeGreaterThanOrEqual(2);
   for (const w of active) {
     expect(w.startClock).toBeGreaterThanOrEqual(resumedAt);
     expect(w.clock).toBeGreaterThan(resumedAt);

@@ -63,6 +63,10 @@ describe("log compaction", () => {
       { requiredKeys: ["k", "t", "kind"] },
     ),
     fc.record({ k: fc.constant("view" as const), e: fc.nat(1000) }),
+    fc.record(
+      { k: fc.constant("lineage" as const), h: fc.constantFrom(..."abcdef".split("").map((c) => c.repeat(64))), first: fc.constantFrom("w1", "w2", "w40"), drops: fc.nat(3), gone: fc.constantFrom(..."abc".split("").map((c) => c.repeat(64))) },
+      { requiredKeys: ["k", "h", "first", "drops"] },
+    ),
     fc.record({ k: fc.constant("loss" as const), c: fc.nat(500), v: fc.double({ noNaN: true, noDefaultInfinity: true, min: -10, max: 10 }) }),
     fc.record({ k: fc.constant("test" as const), c: fc.nat(500), v: fc.double({ noNaN: true, noDefaultInfinity: true, min: 0, max: 1 }) }),
     fc.record({ k: fc.constant("ckpt" as const), t: fc.nat(), clock: fc.nat(500), incarnation: fc.nat(20), examples: fc.nat(), coverage: fc.array(fc.array(fc.nat(50), { maxLength: 4 }), { maxLength: 3 }), epochsDone: fc.array(fc.record({ epoch: fc.nat(5), t: fc.nat() }), { maxLength: 2 }) }),
@@ -272,6 +276,46 @@ describe("a job that resumes", () => {
     // A second joiner before anyone stepped also starts from the checkpoint.
     const d = fakeWorker(run2, "d");
     expect(d.inbox.find((m) => m.type === "welcome")).toMatchObject({ startClock: 10, base: { clock: 10 } });
+    store2.close();
+  });
+
+  it("knows the volunteers of the earlier incarnation: a page presenting its credential continues its lineage", () => {
+    const dir = tmp();
+    const opts = tinyJobOptions({ data: tinyDataset(), checkpointIntervalMs: 0, minEvalIntervalMs: 0 });
+    const store1 = new JobStore(dir, "default", () => {});
+    const run1 = new JobRun({ ...opts, store: store1, resume: openJobState(store1, mnistSoftmax, false, () => {}) });
+    const a = fakeWorker(run1, "a");
+    const b = fakeWorker(run1, "b");
+    const credOf = (w: { inbox: ServerMessage[] }): string => {
+      const m = w.inbox.find((x) => x.type === "welcome");
+      if (m?.type !== "welcome") throw new Error("no welcome");
+      return m.credential;
+    };
+    // b reloads once in the first incarnation: a new credential for the same lineage.
+    run1.remove(b.id, "left", "reload");
+    const b2: { id: string; inbox: ServerMessage[] } = { id: "", inbox: [] };
+    const r = run1.join({ type: "join", name: "b", backend: "cpu", kernel: "k", adapter: "a", rejoin: credOf(b) }, (m) => b2.inbox.push(m));
+    expect(r.ok).toBe(true);
+    store1.close(); // the process dies here
+    const logText = readFileSync(join(dir, "default", "events.jsonl"), "utf8");
+    for (const cred of [credOf(a), credOf(b), credOf(b2)]) expect(logText).not.toContain(cred);
+
+    const store2 = new JobStore(dir, "default", () => {});
+    const run2 = new JobRun({ ...opts, store: store2, resume: openJobState(store2, mnistSoftmax, false, () => {}) });
+    expect(run2.knowsCredential(credOf(a))).toBe(true);
+    expect(run2.knowsCredential(credOf(b))).toBe(false); // replaced by b's second credential
+    expect(run2.knowsCredential("0".repeat(32))).toBe(false);
+    const join2 = (rejoin: string) => run2.join({ type: "join", name: "x", backend: "cpu", kernel: "k", adapter: "a", rejoin }, () => {});
+    expect(join2(credOf(b))).toMatchObject({ ok: false, reason: "unknown credential" });
+    const ra = join2(credOf(a));
+    const rb = join2(credOf(b2));
+    expect(ra.ok && rb.ok).toBe(true);
+    expect(join2(credOf(a))).toMatchObject({ ok: false }); // used once
+    const st = run2.status() as { workers: { id: string; lineage: string }[]; events: { kind: string; worker?: string; detail?: string }[] };
+    const lineageOf = (id: string) => st.workers.find((w) => w.id === id)?.lineage;
+    expect(ra.ok && lineageOf(ra.id)).toBe(a.id);
+    expect(rb.ok && lineageOf(rb.id)).toBe(b.id);
+    expect(st.events.filter((e) => e.kind === "rejoined").map((e) => e.detail)).toEqual(expect.arrayContaining([`again (first joined as ${a.id})`, `again (first joined as ${b.id})`]));
     store2.close();
   });
 });
