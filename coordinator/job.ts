@@ -280,6 +280,11 @@ export class JobRun {
     opts.store?.append({ k: "start", t: this.now(), incarnation: this.incarnation, job: this.job.name, parameters: this.job.parameters, seed: opts.seed });
     if (this.base) this.event("resumed", undefined, `incarnation ${this.incarnation} from the checkpoint at clock ${this.base.clock}`);
     else if (r && r.incarnation > 1) this.event("resumed", undefined, `incarnation ${this.incarnation} without a checkpoint: from the initial parameters`);
+    if (r?.paused) {
+      // The organizer paused it before the restart: it stays paused until resumed.
+      this.state = "paused";
+      this.event("paused", undefined, "paused before the restart; resume from the console");
+    }
   }
 
   private spotChecker(policy: SpotPolicy): SpotChecker {
@@ -1000,6 +1005,7 @@ export class JobRun {
     else if (action === "resume" && this.state === "paused") this.state = "running";
     else return;
     this.event(action === "pause" ? "paused" : "resumed");
+    this.opts.store?.append({ k: "control", paused: action === "pause" });
     this.broadcastView();
   }
 

@@ -13,6 +13,7 @@
  * | `test`  | a test evaluation                    | `c, v`                                        |
  * | `ckpt`  | a model checkpoint is durable        | `t, clock, incarnation, examples, coverage, epochsDone` |
  * | `meta`  | first line of a compacted log        | `epoch, nextWorker, done`                     |
+ * | `control` | the organizer pauses or resumes the job | `paused`                                   |
  * | `lineage` | a credential is issued, or its volunteer is dropped | `h` (SHA-256 of the credential), `first`, `drops`, `gone?` (the hash it replaces) |
  *
  * Compaction (`compactedRecords`) rewrites the log as the few records that
@@ -36,6 +37,7 @@ export const stateRecordSchema = z.discriminatedUnion("k", [
   z.object({ k: z.literal("event"), t: int, kind: z.string().max(40), worker: text.optional(), detail: text.optional() }),
   z.object({ k: z.literal("view"), e: int }),
   z.object({ k: z.literal("meta"), epoch: int, nextWorker: int, done: z.boolean() }),
+  z.object({ k: z.literal("control"), paused: z.boolean() }),
   z.object({ k: z.literal("lineage"), h: hash, first: z.string().max(20), drops: int, gone: hash.optional() }),
   z.object({ k: z.literal("loss"), c: int, v: finite }),
   z.object({ k: z.literal("test"), c: int, v: finite }),
@@ -72,6 +74,8 @@ export interface ResumeLog {
   /** Next free worker number (ids are never reused across restarts). */
   readonly nextWorker: number;
   readonly done: boolean;
+  /** The organizer's last word was pause (the job stays paused after a restart). */
+  readonly paused: boolean;
   readonly events: ResumeEvent[];
   readonly trainLoss: [number, number][];
   readonly testSeries: [number, number][];
@@ -120,6 +124,7 @@ export class LogReplay {
   private epoch = 0;
   private nextWorker = 1;
   private done = false;
+  private paused = false;
   private events: ResumeEvent[] = [];
   private trainLoss: [number, number][] = [];
   private testSeries: [number, number][] = [];
@@ -180,6 +185,9 @@ export class LogReplay {
       case "view":
         this.epoch = Math.max(this.epoch, rec.e);
         return;
+      case "control":
+        this.paused = rec.paused;
+        return;
       case "loss":
         this.trainLoss.push([rec.c, rec.v]);
         if (this.trainLoss.length > 2 * limits.series) this.trainLoss = tail(this.trainLoss, limits.series);
@@ -212,6 +220,7 @@ export class LogReplay {
       epoch: this.epoch,
       nextWorker: this.nextWorker,
       done: this.done,
+      paused: this.paused,
       events: tail(this.events, this.limits.events),
       trainLoss: tail(this.trainLoss, this.limits.series),
       testSeries: tail(this.testSeries, this.limits.series),
@@ -246,6 +255,7 @@ export function compactedRecords(log: ResumeLog, t: number): StateRecord[] | nul
     { k: "start", t, incarnation: log.incarnation, job: log.job, parameters: log.parameters, seed: log.seed },
     { k: "meta", epoch: log.epoch, nextWorker: log.nextWorker, done: log.done },
   ];
+  if (log.paused) out.push({ k: "control", paused: true });
   for (const e of log.events) out.push({ k: "event", ...e });
   for (const [c, v] of log.trainLoss) out.push({ k: "loss", c, v });
   for (const [c, v] of log.testSeries) out.push({ k: "test", c, v });
@@ -264,6 +274,8 @@ export interface ResumeState {
   readonly incarnation: number;
   readonly epoch: number;
   readonly nextWorker: number;
+  /** Paused by the organizer when the earlier incarnation ended. */
+  readonly paused: boolean;
   readonly events: ResumeEvent[];
   readonly trainLoss: [number, number][];
   readonly testSeries: [number, number][];
@@ -288,6 +300,7 @@ export function resumeState(log: ResumeLog, model: { clock: number; params: Floa
     incarnation: log.incarnation + 1,
     epoch: log.epoch,
     nextWorker: log.nextWorker,
+    paused: log.paused,
     events: log.events,
     trainLoss: log.trainLoss.filter(([c]) => c <= upTo),
     testSeries: log.testSeries.filter(([c]) => c <= upTo),

@@ -63,6 +63,7 @@ describe("log compaction", () => {
       { requiredKeys: ["k", "t", "kind"] },
     ),
     fc.record({ k: fc.constant("view" as const), e: fc.nat(1000) }),
+    fc.record({ k: fc.constant("control" as const), paused: fc.boolean() }),
     fc.record(
       { k: fc.constant("lineage" as const), h: fc.constantFrom(..."abcdef".split("").map((c) => c.repeat(64))), first: fc.constantFrom("w1", "w2", "w40"), drops: fc.nat(3), gone: fc.constantFrom(..."abc".split("").map((c) => c.repeat(64))) },
       { requiredKeys: ["k", "h", "first", "drops"] },
@@ -277,6 +278,31 @@ describe("a job that resumes", () => {
     const d = fakeWorker(run2, "d");
     expect(d.inbox.find((m) => m.type === "welcome")).toMatchObject({ startClock: 10, base: { clock: 10 } });
     store2.close();
+  });
+
+  it("a job the organizer paused stays paused after a restart, and one resumed before it runs", () => {
+    const dir = tmp();
+    const opts = tinyJobOptions({ data: tinyDataset(), checkpointIntervalMs: 0, minEvalIntervalMs: 0, minWorkers: 1 });
+    const incarnation = (): JobRun => {
+      const store = new JobStore(dir, "default", () => {});
+      const run = new JobRun({ ...opts, store, resume: openJobState(store, mnistSoftmax, false, () => {}) });
+      stores.push(store);
+      return run;
+    };
+    const stores: JobStore[] = [];
+    const run1 = incarnation();
+    fakeWorker(run1, "a");
+    run1.control("pause");
+    expect(run1.state).toBe("paused");
+    stores.at(-1)!.close();
+    const run2 = incarnation();
+    expect(run2.state).toBe("paused");
+    expect((run2.status() as { job: { state: string } }).job.state).toBe("paused");
+    run2.control("resume");
+    expect(run2.state).toBe("running");
+    stores.at(-1)!.close();
+    expect(incarnation().state).toBe("running");
+    stores.at(-1)!.close();
   });
 
   it("knows the volunteers of the earlier incarnation: a page presenting its credential continues its lineage", () => {
