@@ -138,6 +138,8 @@ interface WorkerRecord {
   loss: number;
   paused: boolean;
   slowSince: number | null;
+  /** Silent, but kept in the view: every replica holder was silent at once (coordinator/stragglers.ts). */
+  suspect: boolean;
   shards: number[];
   finalClock: number | null;
   digest: Digest | null;
@@ -476,6 +478,7 @@ export class JobRun {
       loss: 0,
       paused: false,
       slowSince: null,
+      suspect: false,
       shards: [],
       finalClock: null,
       digest: null,
@@ -937,6 +940,7 @@ export class JobRun {
         lastSeen: Math.min(now, w.lastSeen + (this.stalledMs - w.stalledAtSeen)),
         slowSince: w.slowSince,
         paused: w.paused,
+        syncing: w.syncing,
       })),
       stalenessBound(this.consistency),
       now,
@@ -950,6 +954,14 @@ export class JobRun {
         if (goneBudget-- > 0) this.remove(v.id, "left", v.reason);
         continue;
       }
+      if (v.verdict === "suspect") {
+        // Kept in the view with its state: the view must not lose its last replicas to silence alone.
+        if (!w.suspect) this.event("suspect", w.id, `${v.reason}: kept in the view`);
+        w.suspect = true;
+        continue;
+      }
+      if (w.suspect) this.event("heard", w.id, "heard again after a silence");
+      w.suspect = false;
       w.slowSince = v.slowSince;
       const next: WorkerState = v.verdict === "straggler" ? "straggler" : "active";
       if (next !== w.state) {

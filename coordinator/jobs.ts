@@ -602,17 +602,19 @@ export class JobGrid {
       this.phases.set(j.id, p);
       changed.push(`job ${j.id} ${p === "over" ? `is ${j.run.state}` : p === "finishing" ? "is finishing" : j.cancelled ? "was cancelled" : p === "closed" ? "was paused" : "was resumed"}`);
     }
-    // A cancelled job ends once its volunteers have moved away.
-    for (const j of this.all()) {
-      if (!j.cancelled || this.phase(j) === "over") continue;
-      const held = [...this.vols.values()].some((v) => v.job === j.id && v.worker !== null && j.run.isLive(v.worker));
-      if (!held) j.run.control("stop");
-    }
     for (const v of this.vols.values()) {
       if (v.moving && now - v.moving.since > (this.opts.moveTimeoutMs ?? 10_000)) {
         this.log(`move ${v.id}: no leave from the page in time; taking it out of job ${v.moving.from}`);
         this.completeMove(v);
       }
+    }
+    // A cancelled job ends once its volunteers have moved away (a silent last
+    // worker stays in its view, coordinator/stragglers.ts: the move timeout
+    // above takes it out).
+    for (const j of this.all()) {
+      if (!j.cancelled || this.phase(j) === "over") continue;
+      const held = [...this.vols.values()].some((v) => v.job === j.id && v.worker !== null && j.run.isLive(v.worker));
+      if (!held) j.run.control("stop");
     }
     if (changed.length > 0) this.rebalance(changed.join(", "));
     else if (now - this.lastRebalance >= this.rebalanceMs) this.rebalance("periodic rebalance");

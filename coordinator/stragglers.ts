@@ -2,7 +2,15 @@
  * Liveness and straggler detection, pure functions over what the coordinator
  * knows of each worker (no I/O, time passed in).
  *
- * - A worker whose last message is older than `heartbeatTimeoutMs` has left.
+ * - A worker whose last message is older than `heartbeatTimeoutMs` has left,
+ *   except when every worker holding a replica (all but syncing joiners) is
+ *   silent at once: then they are `suspect` and stay in the view for up to
+ *   `lastReplicaTimeoutMs`. Such a spell is far more likely a stall of the
+ *   machine or the network than every volunteer leaving in the same seconds,
+ *   and marking them all left would leave no replica of the model anywhere: the
+ *   first page back would start over from the initial parameters (every cut
+ *   lowered to what it could still reach). As soon as one of them is heard
+ *   again, the ones still silent are gone as usual.
  * - A worker is a straggler when the fast ones would have to wait for it: its
  *   step time (what it needs per step, gate waiting excluded, as reported and
  *   smoothed) exceeds `slowFactor` × the median and the median plus
@@ -12,6 +20,8 @@
  */
 export interface StragglerPolicy {
   readonly heartbeatTimeoutMs: number;
+  /** How long the last replica holders may all be silent before they are gone anyway. */
+  readonly lastReplicaTimeoutMs: number;
   readonly slowFactor: number;
   /** A slow step must also exceed the median by this many ms (noise on tiny steps). */
   readonly slowMarginMs: number;
@@ -20,6 +30,7 @@ export interface StragglerPolicy {
 
 export const DEFAULT_POLICY: StragglerPolicy = {
   heartbeatTimeoutMs: 5000,
+  lastReplicaTimeoutMs: 60_000,
   slowFactor: 3,
   slowMarginMs: 15,
   graceMs: 5000,
@@ -33,11 +44,14 @@ export interface WorkerHealth {
   /** When the worker first looked slow in the current spell, or null. */
   readonly slowSince: number | null;
   readonly paused: boolean;
+  /** A joiner still loading its snapshot: it holds no replica yet. */
+  readonly syncing: boolean;
 }
 
 export interface Verdict {
   readonly id: string;
-  readonly verdict: "ok" | "straggler" | "gone";
+  /** `suspect`: silent, but kept in the view (every replica holder is silent; see above). */
+  readonly verdict: "ok" | "straggler" | "suspect" | "gone";
   readonly slowSince: number | null;
   readonly reason: string;
 }
@@ -56,12 +70,19 @@ export function assess(
   now: number,
   policy: StragglerPolicy = DEFAULT_POLICY,
 ): Verdict[] {
-  const live = workers.filter((w) => now - w.lastSeen <= policy.heartbeatTimeoutMs);
+  const silent = (w: WorkerHealth): boolean => now - w.lastSeen > policy.heartbeatTimeoutMs;
+  const live = workers.filter((w) => !silent(w));
+  const holders = workers.filter((w) => !w.syncing);
+  const lastHolders = holders.length > 0 && holders.every(silent);
   const maxClock = live.reduce((m, w) => Math.max(m, w.clock), 0);
   const med = median(live.filter((w) => w.stepMs > 0).map((w) => w.stepMs));
   return workers.map((w): Verdict => {
-    if (now - w.lastSeen > policy.heartbeatTimeoutMs) {
-      return { id: w.id, verdict: "gone", slowSince: null, reason: `silent for ${now - w.lastSeen} ms` };
+    if (silent(w)) {
+      const quiet = now - w.lastSeen;
+      if (lastHolders && !w.syncing && quiet <= policy.lastReplicaTimeoutMs) {
+        return { id: w.id, verdict: "suspect", slowSince: w.slowSince, reason: `silent for ${quiet} ms, as is every worker holding a replica` };
+      }
+      return { id: w.id, verdict: "gone", slowSince: null, reason: `silent for ${quiet} ms` };
     }
     if (w.paused) return { id: w.id, verdict: "ok", slowSince: null, reason: "paused by its volunteer" };
     const slow = med > 0 && live.length > 1 && w.stepMs > policy.slowFactor * med && w.stepMs > med + policy.slowMarginMs;

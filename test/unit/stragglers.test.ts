@@ -9,6 +9,7 @@ const h = (id: string, stepMs: number, over: Partial<WorkerHealth> = {}): Worker
   lastSeen: 1000,
   slowSince: null,
   paused: false,
+  syncing: false,
   ...over,
 });
 
@@ -17,6 +18,21 @@ describe("straggler detection", () => {
     const v = assess([h("w1", 10), h("w2", 10, { lastSeen: 0 })], 3, 5_500);
     expect(v.find((x) => x.id === "w2")?.verdict).toBe("gone");
     expect(v.find((x) => x.id === "w1")?.verdict).toBe("ok");
+  });
+
+  it("keeps the last replica holders in the view while they are all silent, for a bounded time", () => {
+    // Everyone silent for 6 s: suspect, not gone (nobody else holds the model).
+    const all = assess([h("w1", 10, { lastSeen: 0 }), h("w2", 10, { lastSeen: 500 })], 3, 6_000);
+    expect(all.map((v) => v.verdict)).toEqual(["suspect", "suspect"]);
+    // A joiner still syncing holds no replica: it does not count as someone heard.
+    const withJoiner = assess([h("w1", 10, { lastSeen: 0 }), h("w3", 0, { lastSeen: 6_000, syncing: true })], 3, 6_000);
+    expect(withJoiner.find((x) => x.id === "w1")?.verdict).toBe("suspect");
+    // One holder heard again: the silent ones are gone as usual.
+    const oneBack = assess([h("w1", 10, { lastSeen: 0 }), h("w2", 10, { lastSeen: 5_900 })], 3, 6_000);
+    expect(oneBack.map((v) => v.verdict)).toEqual(["gone", "ok"]);
+    // Silent past the bound: gone even though nobody else holds a replica.
+    const long = assess([h("w1", 10, { lastSeen: 0 }), h("w2", 10, { lastSeen: 0 })], 3, 60_001);
+    expect(long.map((v) => v.verdict)).toEqual(["gone", "gone"]);
   });
 
   it("calls a worker slower than 3× the median a straggler only after the grace period", () => {

@@ -205,4 +205,58 @@ describe("liveness after a stall of the coordinator", () => {
     expect(live()).toBe(1);
     expect(run.isLive(ids[0]!)).toBe(true);
   });
+
+  it("does not let silence alone empty the view: the first page back resumes the model, not the initial one", () => {
+    let t = 1_000_000;
+    const run = newRun({ now: () => t });
+    const ids = Array.from({ length: 4 }, () => {
+      const r = run.join(joinMsg, () => {});
+      if (!r.ok) throw new Error(r.reason);
+      return r.id;
+    });
+    const clock = (id: string, c: number): void =>
+      run.onMessage(id, { type: "clock", clock: c, minApplied: c - 1, loss: 1, stepMs: 50, batch: 8, examples: 8 * c, bytesIn: 0, bytesOut: 0, peers: 3 });
+    // 20 clocks of training, every page reporting.
+    for (let c = 1; c <= 20; c++) {
+      t += 100;
+      for (const id of ids) clock(id, c);
+      run.tick(100);
+    }
+    const live = (): string[] => ids.filter((id) => run.isLive(id));
+    // Every page silent at once for 8 s (the ticks are on time: the coordinator itself is not stalled).
+    for (let k = 0; k < 16; k++) {
+      t += 500;
+      run.tick(500);
+    }
+    expect(live()).toEqual(ids);
+    // A page opened now starts from the clock the view is at and loads a snapshot from a peer.
+    const welcomes: ServerMessage[] = [];
+    const joiner = run.join(joinMsg, (m) => welcomes.push(m));
+    expect(joiner.ok).toBe(true);
+    const welcome = welcomes.find((m) => m.type === "welcome");
+    expect(welcome?.type === "welcome" && welcome.startClock).toBe(20);
+    expect(welcome?.type === "welcome" && welcome.needsSnapshot).toBe(true);
+    // One page is heard again: the pages still silent are left at the next tick, it stays.
+    t += 500;
+    clock(ids[1]!, 21);
+    run.tick(500);
+    expect(live()).toEqual([ids[1]]);
+  });
+
+  it("marks the last replica holders left once their silence passes the longer bound", () => {
+    let t = 1_000_000;
+    const run = newRun({ now: () => t });
+    const r = run.join(joinMsg, () => {});
+    if (!r.ok) throw new Error(r.reason);
+    for (let k = 0; k < 118; k++) {
+      t += 500;
+      run.tick(500);
+    }
+    expect(run.isLive(r.id)).toBe(true); // 59 s
+    for (let k = 0; k < 4; k++) {
+      t += 500;
+      run.tick(500);
+    }
+    expect(run.isLive(r.id)).toBe(false); // 61 s
+  });
 });
