@@ -48,6 +48,12 @@ const name = (params.get("name") ?? "").slice(0, 60);
 
 const ui = new PageView(document);
 
+/** Installed as `window.gridTest` with `?test-hooks` only; tests provoke faults through it. */
+interface GridTestHooks {
+  /** Destroys the trainer worker's WebGPU device; resolves false on the CPU path. */
+  loseDevice(): Promise<boolean>;
+}
+
 /** What tests and curious volunteers can read from the console: `window.grid`. */
 interface PageState {
   workerId: string | null;
@@ -177,6 +183,12 @@ async function main(): Promise<void> {
   ui.setState("preparing the GPU");
   const worker = Comlink.wrap<TrainingWorkerApi>(new Worker(new URL("./worker.ts", import.meta.url), { type: "module" }));
   ui.onThrottle((share) => void worker.setThrottle(share));
+  // `?test-hooks` (for tests only, test/e2e/gpu-faults.spec.ts): `window.gridTest.loseDevice()`
+  // destroys the trainer's WebGPU device mid-training, as a driver reset would.
+  if (params.has("test-hooks")) {
+    const hooks: GridTestHooks = { loseDevice: () => worker.loseDevice() };
+    (window as unknown as { gridTest: GridTestHooks }).gridTest = hooks;
+  }
   const init = await worker.init(backendParam, job.name, 512);
   /** The job kind the worker's kernels are prepared for (a move to another kind prepares again). */
   let kernels: Promise<string> = Promise.resolve(job.name);

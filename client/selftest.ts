@@ -402,8 +402,89 @@ export async function gridTrainLocal(jobName: string, steps: number, rows: numbe
   return report;
 }
 
+export interface OomReport {
+  readonly adapter: string;
+  /** Bytes of the allocation that provokes the error (the device's maxBufferSize). */
+  readonly ballastBytes: number;
+  /** The out-of-memory errors the backend's sessions rejected with (class: message). */
+  readonly errors: readonly string[];
+  readonly rowsBefore: number;
+  readonly rowsAfter: number;
+  /** The step's update and loss against the reference backend's. */
+  readonly error: number;
+  /** Errors that escaped every error scope (the device's uncapturederror events). */
+  readonly uncaptured: readonly string[];
+  /** A plain session on the same backend afterwards (nothing broken kept in its buffer pool). */
+  readonly afterError: number;
+}
+
+/**
+ * A real out-of-memory error from the driver, caught by the WGSL backend's
+ * error scopes and answered by halving the rows per session. On SwiftShader a
+ * buffer of exactly the device's maxBufferSize (1 GiB) fails with
+ * VK_ERROR_OUT_OF_DEVICE_MEMORY at once, without committing memory (2^30 − 16
+ * bytes succeeds), and nothing in a job is that large at a sane batch, so the
+ * test models a device that holds sessions of at most `fits` rows: while the
+ * backend's rows per session exceed `fits`, each session also allocates one
+ * maxBufferSize tensor (as the output of an outer product it never runs).
+ * Then one step of `jobName` at `rows` rows on the WGSL backend is compared
+ * with the reference backend's.
+ */
+export async function gridOomTest(jobName: string, rows: number, fits: number): Promise<OomReport> {
+  const job = JOBS[jobName];
+  if (job === undefined) throw new Error(`unknown job ${jobName}`);
+  const acq = await acquireDevice({ label: "grid oom test" });
+  if (!acq.ok) throw new Error(acq.reason);
+  const uncaptured: string[] = [];
+  acq.device.addEventListener("uncapturederror", (ev) => uncaptured.push((ev as GPUUncapturedErrorEvent).error.message));
+  const ballastBytes = acq.device.limits.maxBufferSize;
+  const side = 1 << 14;
+  const other = ballastBytes / 4 / side;
+  if (!Number.isInteger(other)) throw new Error(`maxBufferSize ${ballastBytes} is not 4 × ${side} × an integer`);
+  const inner = await createWgslBackend(acq.device, { strategy: "vec4", adapter: acq.info.name, fallback: acq.info.isFallback, maxRows: rows });
+  const errors: string[] = [];
+  const pressured: ComputeBackend = {
+    backend: inner.backend,
+    kernel: inner.kernel,
+    adapter: inner.adapter,
+    get maxRows() {
+      return inner.maxRows;
+    },
+    shrink: () => inner.shrink(),
+    dispose: () => inner.dispose(),
+    async session<T>(body: (s: Session) => Promise<T>): Promise<T> {
+      try {
+        return await inner.session(async (s) => {
+          if (inner.maxRows > fits) s.matmul(s.upload(new Float32Array(side), side, 1), s.upload(new Float32Array(other), 1, other));
+          return body(s);
+        });
+      } catch (e) {
+        if (e instanceof Error) errors.push(`${e.name}: ${e.message}`);
+        throw e;
+      }
+    },
+  };
+  const rowsBefore = inner.maxRows;
+  const batch = randomBatch(job, rows, 515);
+  const params = job.init(3);
+  const want = await job.step(createRefBackend(rows), params, batch, job.learningRate);
+  const got = await job.step(pressured, params, batch, job.learningRate);
+  const error = Math.max(relativeError(got.update, want.update), relativeError([got.loss], [want.loss]));
+  const rowsAfter = inner.maxRows;
+  // A plain session afterwards: a 7×13·13×5 product against the reference.
+  const random = randomSource(5);
+  const a = uniform(random, 7 * 13);
+  const b = uniform(random, 13 * 5);
+  const [c] = await inner.session((s) => s.read(s.matmul(s.upload(a, 7, 13), s.upload(b, 13, 5))));
+  const afterError = relativeError(c ?? new Float32Array(0), refMatmul(a, b, 7, 5, 13));
+  inner.dispose();
+  acq.device.destroy();
+  return { adapter: acq.info.name, ballastBytes, errors, rowsBefore, rowsAfter, error, uncaptured, afterError };
+}
+
 declare global {
   interface Window {
+    gridOomTest?: typeof gridOomTest;
     gridSelfTest?: typeof gridSelfTest;
     gridBackendTest?: typeof gridBackendTest;
     gridTrainLocal?: typeof gridTrainLocal;
@@ -464,4 +545,5 @@ function setUpPage(): void {
 window.gridSelfTest = gridSelfTest;
 window.gridBackendTest = gridBackendTest;
 window.gridTrainLocal = gridTrainLocal;
+window.gridOomTest = gridOomTest;
 setUpPage();

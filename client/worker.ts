@@ -12,6 +12,7 @@ import { ErrorFeedback, NO_COMPRESSION, encodeExact, parseCompression, type Comp
 import { yieldToEventLoop, type SoftmaxBackend } from "./gpu/backend.ts";
 import type { Encoding } from "./peer/frames.ts";
 import { selectBackend } from "./gpu/select.ts";
+import { asResilient } from "./gpu/resilient.ts";
 import { jobFor } from "./jobs/registry.ts";
 import { idleAfterStep, NO_PACE, type Pace } from "./pace.ts";
 import { optimizerByName, type Optimizer } from "./jobs/optimizers.ts";
@@ -135,6 +136,8 @@ class TrainingWorker {
   private stepBuffer: Float32Array | null = null;
   /** The backend runs one session at a time: training steps and spot-check tasks take turns. */
   private backendTurn: Promise<unknown> = Promise.resolve();
+  /** How many of the backend's GPU events (device lost, re-acquired, out of memory) the page's log has. */
+  private gpuEventsLogged = 0;
 
   private exclusive<T>(f: () => Promise<T>): Promise<T> {
     const run = this.backendTurn.then(f, f);
@@ -176,6 +179,7 @@ class TrainingWorker {
     if (!job) throw new Error(`unknown job ${jobName}`);
     const { backend, fallbackReason } = await selectBackend(job, forceBackend, maxBatch);
     this.backend = backend;
+    this.gpuEventsLogged = 0;
     return { backend: backend.backend, kernel: backend.kernel, adapter: backend.adapter, fallbackReason };
   }
 
@@ -250,6 +254,27 @@ class TrainingWorker {
       cb.log(`cannot load the checkpoint (${why}); trying again`);
       await sleep(1000 * attempt);
     }
+  }
+
+  /**
+   * For tests only (the page installs it as `window.gridTest.loseDevice()`
+   * with `?test-hooks`, see client/main.ts): destroys the WebGPU device the
+   * backend trains on now, as a driver reset or a GPU watchdog would take it
+   * away. The backend re-acquires a device and re-runs the step from the
+   * replica (client/gpu/resilient.ts). False on the CPU path (no device).
+   */
+  loseDevice(): boolean {
+    const gpu = this.backend === null ? null : asResilient(this.backend);
+    if (gpu === null) return false;
+    gpu.device.destroy();
+    return true;
+  }
+
+  /** Passes the backend's new GPU events (device lost, re-acquired, out of memory) to the page's log. */
+  private logGpuEvents(cb: WorkerCallbacks): void {
+    const gpu = this.backend === null ? null : asResilient(this.backend);
+    if (gpu === null) return;
+    for (; this.gpuEventsLogged < gpu.events.length; this.gpuEventsLogged++) cb.log(`GPU: ${gpu.events[this.gpuEventsLogged] ?? ""}`);
   }
 
   /** End the membership at once (dropped, or the volunteer stopped): the loop exits. */
@@ -545,6 +570,7 @@ class TrainingWorker {
       const stepBuffer = this.stepBuffer;
       const { update, loss } = await this.exclusive(() => job.step(backend, r.params, batch, lr, this.optimizer ?? job.optimizer, stepBuffer));
       const computeMs = performance.now() - t0;
+      this.logGpuEvents(cb);
       if (!live()) return;
       if (!Number.isFinite(loss) || !update.every(Number.isFinite)) {
         cb.log("the step produced non-finite numbers; skipping it");

@@ -89,3 +89,9 @@ export async function createResilientWgslBackend(
     },
   };
 }
+
+/** `backend` as a device-loss-surviving WebGPU backend, or null (the CPU path, the reference). */
+export function asResilient(backend: ComputeBackend): ResilientBackend | null {
+  const b = backend as Partial<ResilientBackend>;
+  return backend.backend === "webgpu" && typeof b.recoveries === "number" && Array.isArray(b.events) && b.device !== undefined ? (backend as ResilientBackend) : null;
+}

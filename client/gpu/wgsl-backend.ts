@@ -70,11 +70,19 @@ function grid(n: number, max: number): [number, number] {
   return [Math.ceil(n / y), y];
 }
 
-/** Pool of storage and uniform buffers of one device, reused by exact byte size. */
+/**
+ * Pool of storage and uniform buffers of one device, reused by exact byte size.
+ * Every new buffer is created inside an out-of-memory error scope of its own
+ * (a session records its ops, and so allocates, before it submits); `check()`
+ * settles those scopes: a buffer the driver could not back is dropped from the
+ * pool, never reused, and the check rejects with `OutOfMemoryError`.
+ */
 class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>();
   private readonly all: GPUBuffer[] = [];
   private readonly ids = new WeakMap<GPUBuffer, number>();
+  private readonly broken = new WeakSet<GPUBuffer>();
+  private pending: Promise<string | null>[] = [];
   private next = 1;
 
   constructor(private readonly device: GPUDevice) {}
@@ -83,7 +91,11 @@ class BufferPool {
     const size = Math.max(16, Math.ceil(bytes / 16) * 16);
     const key = `${kind}:${size}`;
     const list = this.free.get(key);
-    const reused = list?.pop();
+    let reused = list?.pop();
+    while (reused !== undefined && this.broken.has(reused)) {
+      reused.destroy();
+      reused = list?.pop();
+    }
     if (reused !== undefined) return reused;
     const usage =
       kind === "storage"
@@ -91,13 +103,37 @@ class BufferPool {
         : kind === "uniform"
           ? GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST
           : GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST;
+    this.device.pushErrorScope("out-of-memory");
     const buffer = this.device.createBuffer({ label: `grid ${key}`, size, usage });
+    this.pending.push(
+      this.device.popErrorScope().then(
+        (e) => {
+          if (e === null) return null;
+          this.broken.add(buffer);
+          return `${size} bytes: ${e.message}`;
+        },
+        () => null, // the device is lost: the session reports that
+      ),
+    );
     this.ids.set(buffer, this.next++);
     this.all.push(buffer);
     return buffer;
   }
 
+  /** Settles the allocations since the last check; rejects with `OutOfMemoryError` if one failed. */
+  async check(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const pending = this.pending;
+    this.pending = [];
+    const failed = (await Promise.all(pending)).filter((m): m is string => m !== null);
+    if (failed.length > 0) throw new OutOfMemoryError(`out of GPU memory allocating ${failed.join("; ")}`);
+  }
+
   give(kind: "storage" | "uniform" | "staging", buffer: GPUBuffer): void {
+    if (this.broken.has(buffer)) {
+      buffer.destroy();
+      return;
+    }
     const key = `${kind}:${buffer.size}`;
     let list = this.free.get(key);
     if (list === undefined) this.free.set(key, (list = []));
@@ -300,11 +336,19 @@ export async function createWgslBackend(device: GPUDevice, options: WgslBackendO
         open = false;
         const pipelines = await Promise.all(ops.map(pipeline));
         if (lost) throw new DeviceLostError("the WebGPU device was lost");
+        const bytes = reads.reduce((n, t) => n + t.rows * t.cols * F32, 0);
+        const staging = pool.take("staging", bytes);
+        try {
+          // The session's buffers (recorded ops) and the staging buffer exist, or OutOfMemoryError.
+          await pool.check();
+        } catch (e) {
+          pool.give("staging", staging);
+          throw e;
+        }
+        if (lost) throw new DeviceLostError("the WebGPU device was lost");
         device.pushErrorScope("out-of-memory");
         device.pushErrorScope("validation");
         const uniforms: GPUBuffer[] = [];
-        const bytes = reads.reduce((n, t) => n + t.rows * t.cols * F32, 0);
-        const staging = pool.take("staging", bytes);
         let validation: Promise<GPUError | null> = Promise.resolve(null);
         let memory: Promise<GPUError | null> = Promise.resolve(null);
         try {
@@ -338,6 +382,7 @@ export async function createWgslBackend(device: GPUDevice, options: WgslBackendO
         }
         try {
           const [v, m] = await Promise.all([validation, memory]);
+          await pool.check(); // the uniform buffers
           if (m !== null) throw new OutOfMemoryError(`out of GPU memory: ${m.message}`);
           if (v !== null) throw new Error(`kernel validation failed: ${v.message}`);
           try {
