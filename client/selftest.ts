@@ -313,7 +313,7 @@ export async function gridSelfTest(options: SelfTestOptions = {}): Promise<SelfT
 
 export interface BackendTestReport {
   /** Each call: the kernel chosen, whether it came from the cache, what was measured. */
-  readonly runs: readonly { force: string; kernel: string; backend: string; cached: boolean; measuredMs: Record<string, number>; ms: number }[];
+  readonly runs: readonly { force: string; kernel: string; backend: string; cached: boolean; measuredMs: Record<string, number>; ms: number; phases: Record<string, number> }[];
   /** The IndexedDB record after the first (unforced) call. */
   readonly stored: { kernel: string; measuredMs: Record<string, number> } | null;
 }
@@ -328,7 +328,7 @@ export async function gridBackendTest(jobName: string, maxBatch: number): Promis
   for (const force of [null, null, "cpu", "webgpu"] as const) {
     const t0 = performance.now();
     const sel = await selectBackend(job, force, maxBatch, { wasmPaths: distWasmPaths() });
-    runs.push({ force: force ?? "none", kernel: sel.backend.kernel, backend: sel.backend.backend, cached: sel.cached, measuredMs: { ...sel.measuredMs }, ms: performance.now() - t0 });
+    runs.push({ force: force ?? "none", kernel: sel.backend.kernel, backend: sel.backend.backend, cached: sel.cached, measuredMs: { ...sel.measuredMs }, ms: performance.now() - t0, phases: { ...sel.phases } });
     sel.backend.dispose();
     if (runs.length === 1) {
       const dev = await acquireDevice();

@@ -4,10 +4,13 @@
  * Candidates: the CPU path ("wasm-xnnpack", TF.js WASM SIMD) and the WGSL
  * kernel library with each matrix-multiply strategy ("wgsl-vec4",
  * "wgsl-tiled") when a WebGPU device is there, timed in that order on the
- * job's own gradient at the job's batch: one warm-up, then repeats within a
- * per-candidate budget (250 ms), and no more than one timed run for a
- * candidate whose first run is over twice the best median so far (it cannot
- * win). The fastest median wins. The choice and every candidate's
+ * job's own gradient at the job's batch, each built and then timed alone (a
+ * build overlapping another's timing made the CPU path measure ~40 % slower,
+ * README "Kernels" benchmark notes): one warm-up, then repeats within a
+ * per-candidate budget (250 ms); no more
+ * than one timed run for a candidate whose first run is over twice the best
+ * median so far (it cannot win), and none after a warm-up over `HOPELESS`
+ * times it. The fastest median wins. The choice and every candidate's
  * time are cached in IndexedDB per (adapter, job), so a reload builds the
  * winner without timing. `force` (from `?backend=webgpu|cpu`) restricts the
  * candidates to one side; a forced side is never cached as the overall choice.
@@ -31,6 +34,8 @@ export interface SelectedBackend {
   readonly measuredMs: Readonly<Record<string, number>>;
   /** The choice came from the cache (no timing ran). */
   readonly cached: boolean;
+  /** Where the selection's time went, ms: "store", "device", "cache", "build <kernel>", "time <kernel>". */
+  readonly phases: Readonly<Record<string, number>>;
 }
 
 /** Where choices are cached; the default is IndexedDB (client/store/db.ts). */
@@ -74,14 +79,23 @@ export function syntheticBatch(job: JobDefinition, rows: number): Batch {
   return { x, labels, size: rows };
 }
 
+/** A candidate whose warm-up step is over this many times the best median so far is not timed further. */
+export const HOPELESS = 8;
+
 /**
  * Median ms per gradient step of `backend` on `batch`: one warm-up, then ≥ 2
  * runs within `budgetMs` (at most 10), or a single run when that one is over
- * twice `beat` (the best time so far: this candidate cannot win).
+ * twice `beat` (the best time so far: this candidate cannot win). When the
+ * warm-up alone is over `HOPELESS` × `beat`, no run follows and the warm-up's
+ * time stands for the candidate (first steps are the slowest: an upper bound
+ * in practice; it only has to show that the candidate loses).
  */
 export async function timeBackend(backend: ComputeBackend, job: JobDefinition, batch: Batch, budgetMs: number, beat = Number.POSITIVE_INFINITY): Promise<number> {
   const params = job.init(1);
+  const w0 = performance.now();
   await job.meanGradient(backend, params, batch);
+  const warm = performance.now() - w0;
+  if (warm > HOPELESS * beat) return warm;
   const times: number[] = [];
   const start = performance.now();
   for (;;) {
@@ -114,8 +128,17 @@ export async function selectBackend(
   options: SelectOptions = {},
 ): Promise<SelectedBackend> {
   const rows = Math.max(1, Math.min(maxBatch, job.batch));
+  const phases: Record<string, number> = {};
+  let mark = performance.now();
+  const phase = (name: string): void => {
+    const now = performance.now();
+    phases[name] = (phases[name] ?? 0) + (now - mark);
+    mark = now;
+  };
   const store = options.store === undefined ? await defaultStore().catch(() => null) : options.store;
+  phase("store");
   const acq = force === "cpu" ? null : await acquireDevice({ label: "grid-worker" });
+  phase("device");
   const device = acq?.ok === true ? acq : null;
   let fallbackReason: string | null = force === "cpu" ? "CPU forced by ?backend=cpu" : acq?.ok === false ? acq.reason : null;
 
@@ -137,6 +160,7 @@ export async function selectBackend(
 
   const key = adapterKey(device);
   const cachedRecord = store ? await store.get(key, job.name).catch(() => null) : null;
+  phase("cache");
   // A cached overall winner, or (when one side is forced) the best cached time on that side.
   if (cachedRecord !== null) {
     const allowed = candidates.filter((c) => cachedRecord.measuredMs[c.kernel] !== undefined);
@@ -145,7 +169,8 @@ export async function selectBackend(
     if (pick !== undefined) {
       try {
         const backend = await pick.build();
-        return { backend, fallbackReason: backend.backend === "cpu" ? (fallbackReason ?? `measured faster: ${pick.kernel}`) : fallbackReason, measuredMs: cachedRecord.measuredMs, cached: true };
+        phase(`build ${pick.kernel}`);
+        return { backend, fallbackReason: backend.backend === "cpu" ? (fallbackReason ?? `measured faster: ${pick.kernel}`) : fallbackReason, measuredMs: cachedRecord.measuredMs, cached: true, phases };
       } catch {
         /* measure again below */
       }
@@ -160,7 +185,9 @@ export async function selectBackend(
     let backend: ComputeBackend | null = null;
     try {
       backend = await c.build();
+      phase(`build ${c.kernel}`);
       const ms = await timeBackend(backend, job, batch, options.budgetMs ?? 250, best?.ms);
+      phase(`time ${c.kernel}`);
       measuredMs[c.kernel] = ms;
       if (best === null || ms < best.ms) {
         best?.backend.dispose();
@@ -179,6 +206,7 @@ export async function selectBackend(
       fallbackReason: `no fast backend works (${failures.join("; ") || "none tried"})`,
       measuredMs,
       cached: false,
+      phases,
     };
   }
   if (best.backend.backend === "cpu" && fallbackReason === null) {
@@ -189,5 +217,5 @@ export async function selectBackend(
       .put({ adapterKey: key, job: job.name, kernel: best.backend.kernel, measuredMs, rows, storedAt: Date.now() })
       .catch(() => undefined);
   }
-  return { backend: best.backend, fallbackReason, measuredMs, cached: false };
+  return { backend: best.backend, fallbackReason, measuredMs, cached: false, phases };
 }
