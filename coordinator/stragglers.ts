@@ -16,7 +16,8 @@
  *   smoothed) exceeds `slowFactor` × the median and the median plus
  *   `slowMarginMs`, continuously for `graceMs`. Clock lag is not used: under
  *   SSP the gate keeps lag at most s, and reported clocks are up to one report
- *   interval stale, so lag says more about timing than about speed.
+ *   interval stale, so lag says more about timing than about speed. A joiner
+ *   still syncing is never slow: it is in nobody's gate until it is ready.
  */
 export interface StragglerPolicy {
   readonly heartbeatTimeoutMs: number;
@@ -74,8 +75,11 @@ export function assess(
   const live = workers.filter((w) => !silent(w));
   const holders = workers.filter((w) => !w.syncing);
   const lastHolders = holders.length > 0 && holders.every(silent);
-  const maxClock = live.reduce((m, w) => Math.max(m, w.clock), 0);
-  const med = median(live.filter((w) => w.stepMs > 0).map((w) => w.stepMs));
+  // Only workers in the gate can hold others up: a syncing joiner is in nobody's
+  // gate, and the step time it reports is its page's from before (a rejoin).
+  const gated = live.filter((w) => !w.syncing);
+  const maxClock = gated.reduce((m, w) => Math.max(m, w.clock), 0);
+  const med = median(gated.filter((w) => w.stepMs > 0).map((w) => w.stepMs));
   return workers.map((w): Verdict => {
     if (silent(w)) {
       const quiet = now - w.lastSeen;
@@ -85,7 +89,8 @@ export function assess(
       return { id: w.id, verdict: "gone", slowSince: null, reason: `silent for ${quiet} ms` };
     }
     if (w.paused) return { id: w.id, verdict: "ok", slowSince: null, reason: "paused by its volunteer" };
-    const slow = med > 0 && live.length > 1 && w.stepMs > policy.slowFactor * med && w.stepMs > med + policy.slowMarginMs;
+    if (w.syncing) return { id: w.id, verdict: "ok", slowSince: null, reason: "" };
+    const slow = med > 0 && gated.length > 1 && w.stepMs > policy.slowFactor * med && w.stepMs > med + policy.slowMarginMs;
     if (!slow) return { id: w.id, verdict: "ok", slowSince: null, reason: "" };
     const since = w.slowSince ?? now;
     const lag = maxClock - w.clock;

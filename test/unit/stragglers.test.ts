@@ -46,6 +46,20 @@ describe("straggler detection", () => {
     expect(later.filter((x) => x.verdict === "straggler")).toHaveLength(1);
   });
 
+  it("does not judge a joiner that is still syncing: it is in nobody's gate yet", () => {
+    // A rejoining slow page reports its old 800 ms step time while it loads its snapshot.
+    const at = (t: number, syncing: boolean, slowSince: number | null): WorkerHealth[] => [
+      h("w1", 200, { lastSeen: t }),
+      h("w2", 200, { lastSeen: t }),
+      h("w4", 200, { lastSeen: t }),
+      h("w5", 800, { clock: 2, lastSeen: t, syncing, slowSince }),
+    ];
+    expect(assess(at(6_000, true, 0), 1, 6_000).find((x) => x.id === "w5")).toMatchObject({ verdict: "ok", slowSince: null });
+    // Once in the gate, the same step time makes it a straggler after the grace period.
+    expect(assess(at(7_000, false, null), 1, 7_000).find((x) => x.id === "w5")).toMatchObject({ verdict: "ok", slowSince: 7_000 });
+    expect(assess(at(12_000, false, 7_000), 1, 12_000).find((x) => x.id === "w5")?.verdict).toBe("straggler");
+  });
+
   it("forgets a slow spell once the worker keeps up again", () => {
     const v = assess([h("w1", 10), h("w2", 10), h("w3", 12, { slowSince: 500 })], 2, 1000);
     expect(v.find((x) => x.id === "w3")?.slowSince).toBeNull();
