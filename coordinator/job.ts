@@ -29,7 +29,7 @@ import { assess, chooseDrops, DEFAULT_DROP, DEFAULT_POLICY, rejoinDelayMs, type 
 import { DEFAULT_AUTO, initialAutoState, stepAuto, type AutoPolicy, type AutoState } from "./auto.ts";
 import type { JobStore } from "./state.ts";
 import { ViewBook } from "./views.ts";
-import { Outbox } from "./outbox.ts";
+import { Outbox, type Sink } from "./outbox.ts";
 import { sizeBatches } from "./sizing.ts";
 import { inlineEvaluator, type Evaluator } from "./evaluator.ts";
 import type { IceServer } from "./protocol.ts";
@@ -115,7 +115,7 @@ interface WorkerRecord {
   /** Send to this worker (after any view delivery still queued for it in the outbox). */
   readonly send: (msg: ServerMessage) => void;
   /** The socket's own send: the worker's key in the outbox. */
-  readonly sink: (msg: ServerMessage) => void;
+  readonly sink: Sink<ServerMessage>;
   state: WorkerState;
   clock: number;
   lastSeen: number;
@@ -417,7 +417,7 @@ export class JobRun {
   }
 
   /** A page joined: issue its ids and credential, tell everyone the new view. */
-  join(msg: JoinMessage, send: (m: ServerMessage) => void): { ok: true; id: string } | { ok: false; reason: string } {
+  join(msg: JoinMessage, send: Sink<ServerMessage>): { ok: true; id: string } | { ok: false; reason: string } {
     if (this.state === "done" || this.state === "failed" || this.finishing) {
       return { ok: false, reason: `job is ${this.finishing ? "finishing" : this.state}` };
     }

@@ -33,6 +33,7 @@ import { allocate, fairnessError, rateTable, type JobDemand, type Volunteer } fr
 import { COORDINATOR_FLAGS, parseCoordinatorArgs, UsageError, type CoordinatorConfig } from "./cli.ts";
 import { gridJobId, type ClientMessage, type JoinMessage, type RejectCode, type ServerMessage } from "./protocol.ts";
 import type { GridRun } from "./server.ts";
+import { sinkLike, type Sink } from "./outbox.ts";
 
 /** One entry of `--jobs FILE` or the body of `POST /api/jobs`. */
 export const jobEntrySchema = z
@@ -145,7 +146,7 @@ export interface GridJob {
 
 interface Vol {
   readonly id: string;
-  readonly send: (m: ServerMessage) => void;
+  readonly send: Sink<ServerMessage>;
   name: string;
   /** Connected and asking for work (joined, or waiting for a job); false after a drop until it joins again. */
   available: boolean;
@@ -303,7 +304,7 @@ export class JobGrid {
   // ------------------------------------------------------------ volunteers
 
   /** A control connection opened. */
-  connect(send: (m: ServerMessage) => void): string {
+  connect(send: Sink<ServerMessage>): string {
     const id = `v${this.nextVol++}`;
     this.vols.set(id, { id, send, name: "", available: false, job: null, worker: null, member: null, rates: new Map(), meters: new Map(), moving: null, target: null, since: 0 });
     return id;
@@ -358,7 +359,7 @@ export class JobGrid {
   private enter(v: Vol, j: GridJob, msg: JoinMessage, reason: string): { ok: true; job: string; id: string } | { ok: false; reason: string } {
     const token = {};
     v.member = token;
-    const send = (m: ServerMessage): void => {
+    const send = sinkLike((m: ServerMessage): void => {
       if (v.member !== token) return;
       let out = m;
       if (m.type === "welcome") {
@@ -376,7 +377,7 @@ export class JobGrid {
         v.since = 0;
         if (this.multi) this.rebalance(`volunteer ${v.id} dropped from job ${j.id}`, true);
       }
-    };
+    }, v.send);
     const r = j.run.join(msg, send);
     if (!r.ok) {
       v.member = null;

@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
+import { Socket } from "node:net";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { timingSafeEqual } from "node:crypto";
@@ -270,9 +271,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const rejections = new RejectionBook<RejectCode>();
     const bucket = new TokenBucket(CONTROL_RATE.perSecond, CONTROL_RATE.burst);
     let closing = false;
-    const send = (m: ServerMessage): void => {
-      if (ws.readyState === ws.OPEN) ws.send(serialize(m), { binary: false });
-    };
+    const send = Object.assign(
+      (m: ServerMessage): void => {
+        if (ws.readyState === ws.OPEN) ws.send(serialize(m), { binary: false });
+      },
+      { together: corked(ws) },
+    );
     const vid = grid.connect(send);
     const reject = (code: RejectCode, message: string): void => {
       grid.countRejection(vid, code);
@@ -375,6 +379,28 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       http.closeAllConnections();
       await new Promise<void>((r) => http.close(() => r()));
     },
+  };
+}
+
+/**
+ * Runs `sends` with the connection's TCP socket corked, so the frames they
+ * write leave in one write system call (ws writes each frame's header and
+ * payload separately and corks only around one frame). The socket is ws's
+ * internal `_socket`; without it the sends go out one by one as before.
+ */
+function corked(ws: WebSocket): (sends: () => void) => void {
+  return (sends) => {
+    const socket: unknown = Reflect.get(ws, "_socket");
+    if (!(socket instanceof Socket) || socket.destroyed) {
+      sends();
+      return;
+    }
+    socket.cork();
+    try {
+      sends();
+    } finally {
+      socket.uncork();
+    }
   };
 }
 

@@ -52,6 +52,32 @@ describe("outbox", () => {
     expect(got.map((g) => g.join(","))).toEqual(["e1", "e1", "e1", "e1", "e1,ack"]);
   });
 
+  it("a worker's queued deliveries and the send that releases them go out as one group", () => {
+    const { box, turn } = manual(1);
+    // Each sink records its messages in groups: one group per write to its connection.
+    const writes: string[][][] = Array.from({ length: 3 }, () => []);
+    const sinks = writes.map((w) => {
+      let open: string[] | null = null;
+      return Object.assign((m: string) => (open ? void open.push(m) : void w.push([m])), {
+        together: (sends: () => void) => {
+          open = [];
+          sends();
+          w.push(open);
+          open = null;
+        },
+      });
+    });
+    box.fanout(sinks.map((s) => [s, "e1"] as const));
+    box.fanout(sinks.map((s) => [s, "e2"] as const));
+    box.send(sinks[2]!, "ack");
+    expect(writes[2]).toEqual([["e1", "e2", "ack"]]);
+    box.send(sinks[2]!, "ack2");
+    expect(writes[2]).toEqual([["e1", "e2", "ack"], ["ack2"]]);
+    while (turn());
+    expect(writes[0]).toEqual([["e1"], ["e2"]]);
+    expect(writes[1]).toEqual([["e1", "e2"]]);
+  });
+
   it("keeps every worker's order under random fan-outs, sends and turns", () => {
     type Op = { kind: "fanout"; from: number; to: number } | { kind: "send"; who: number } | { kind: "turn" };
     const opArb: fc.Arbitrary<Op> = fc.oneof(
