@@ -15,7 +15,7 @@ import { selectBackend } from "./gpu/select.ts";
 import { asResilient } from "./gpu/resilient.ts";
 import { jobFor } from "./jobs/registry.ts";
 import { idleAfterStep, NO_PACE, type Pace } from "./pace.ts";
-import { optimizerByName, type Optimizer } from "./jobs/optimizers.ts";
+import { lrScale, optimizerByName, type Optimizer } from "./jobs/optimizers.ts";
 import type { JobDefinition } from "./jobs/job.ts";
 import { Replica, replicaDigest, type ReceiveResult } from "./replica.ts";
 import { BatchSampler, loadShard, type ShardData } from "./store/shards.ts";
@@ -95,6 +95,8 @@ class TrainingWorker {
   private base = "";
   private viewState: ViewMessage["state"] = "waiting";
   private evaluator: string | null = null;
+  /** Active workers in the current view (the learning rate's `lrScaling`). */
+  private activeWorkers = 1;
   private paused = false;
   private finishing = false;
   private ready = true;
@@ -309,6 +311,7 @@ class TrainingWorker {
     const self = view.active.find((m) => m.id === this.welcome?.workerId);
     this.syncing = self?.syncing === true;
     this.evaluator = view.evaluator;
+    this.activeWorkers = view.active.length;
     if (this.replica && this.cb) {
       const { missing, unrevertable } = this.replica.setView(view);
       if (unrevertable > 0) this.cb.log(`${unrevertable} updates beyond a cut could not be reverted`);
@@ -562,7 +565,10 @@ class TrainingWorker {
       // A sized batch scales the learning rate by its share of the job's batch:
       // a clock's updates add up to about what equal batches would give.
       // A job with a decay steps smaller in each later pass over this worker's shards.
-      const lr = (welcome.job.learningRate * (batch.size / welcome.job.batch)) / (1 + (job.lrDecay ?? 0) * this.sampler.passes);
+      // With `lrScaling`, the rate also follows the number of workers whose updates a clock adds up.
+      const lr =
+        (welcome.job.learningRate * (batch.size / welcome.job.batch) * lrScale(welcome.job.lrScaling ?? "sum", this.activeWorkers)) /
+        (1 + (job.lrDecay ?? 0) * this.sampler.passes);
       const t0 = performance.now();
       // One update buffer per job, written by every step (the update is
       // copied by the error feedback below, never kept).

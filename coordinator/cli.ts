@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { parseCompression, type Compression } from "../client/compress.ts";
 import { MEAN, parseAggregation, type Aggregation } from "../client/aggregate.ts";
 import { JOBS, PROBLEM_JOBS } from "../client/jobs/registry.ts";
-import { OPTIMIZER_NAMES, type OptimizerName } from "../client/jobs/optimizers.ts";
+import { LR_SCALINGS, OPTIMIZER_NAMES, type LrScaling, type OptimizerName } from "../client/jobs/optimizers.ts";
 import { CONSISTENCY_MODES, type Consistency } from "./protocol.ts";
 import { MF_FLAGS, MfFlagError, mfConfigFromValues, type MfRunConfig } from "./mf/config.ts";
 import { IceConfigError, parseIceFlags, type IceConfig } from "./ice.ts";
@@ -35,6 +35,8 @@ export interface CoordinatorConfig {
   readonly optimizer: OptimizerName | null;
   /** Size each worker's minibatch to its measured speed (`--work-sizing on|off`). */
   readonly workSizing: boolean;
+  /** Each worker's learning rate against the number of active workers (`--lr-scaling sum|sqrt|mean`, default sum). */
+  readonly lrScaling: LrScaling;
   readonly evalEvery: number;
   readonly build: boolean;
   /** Least ms between two test evaluations (0: evaluate every upload; experiments). */
@@ -87,6 +89,7 @@ export const COORDINATOR_FLAGS = {
   lr: { type: "string" },
   optimizer: { type: "string" },
   "work-sizing": { type: "string" },
+  "lr-scaling": { type: "string" },
   "eval-every": { type: "string" },
   "no-build": { type: "boolean" },
   dist: { type: "string" },
@@ -185,6 +188,9 @@ export function configFromValues(values: Record<string, string | boolean | undef
   const aggregation = parseAggregationFlags(str("aggregation"), str("clip"), job, mode);
   const seed = int("seed", str("seed"), 1, 0, 2 ** 31 - 1);
   const learningRate = num("lr", str("lr"), 1e-6, 100);
+  const lrScalingFlag = str("lr-scaling") ?? "sum";
+  const lrScaling = LR_SCALINGS.find((r) => r === lrScalingFlag);
+  if (lrScaling === undefined) throw new UsageError(`--lr-scaling must be one of ${LR_SCALINGS.join(", ")}, got "${lrScalingFlag}"`);
   let mf: MfRunConfig | null = null;
   try {
     mf = isMf ? mfConfigFromValues(str, seed, learningRate) : null;
@@ -217,6 +223,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
     learningRate,
     optimizer: optimizer as OptimizerName | null,
     workSizing: onOff("work-sizing", str("work-sizing"), true),
+    lrScaling,
     evalEvery: int("eval-every", str("eval-every"), 10, 1, 1_000_000),
     build: values["no-build"] !== true && str("dist") === undefined,
     dist: str("dist") ?? null,

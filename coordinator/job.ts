@@ -10,7 +10,7 @@ import { issuePeerIdentity, presentsIdentity } from "./peer-ids.ts";
 import { formatCompression, NO_COMPRESSION, type Compression } from "../client/compress.ts";
 import { formatAggregationRule, formatClip, isRobust, MEAN, type Aggregation } from "../client/aggregate.ts";
 import type { JobDefinition } from "../client/jobs/job.ts";
-import type { OptimizerName } from "../client/jobs/optimizers.ts";
+import type { LrScaling, OptimizerName } from "../client/jobs/optimizers.ts";
 import type { Dataset } from "./data.ts";
 import {
   encodeModelUpload,
@@ -63,6 +63,8 @@ export interface JobOptions {
   readonly learningRate: number;
   /** The optimizer workers use instead of the job's default. */
   readonly optimizer?: OptimizerName;
+  /** Each worker's learning rate against the number of active workers (default "sum": unscaled). */
+  readonly lrScaling?: LrScaling;
   /** How workers encode their updates (default: none, dense f32). */
   readonly compression?: Compression;
   /** How each clock's updates are combined (default mean: added as they come; client/aggregate.ts). */
@@ -507,6 +509,7 @@ export class JobRun {
         batch: this.opts.batch,
         learningRate: this.opts.learningRate,
         ...(this.opts.optimizer !== undefined ? { optimizer: this.opts.optimizer } : {}),
+        ...(this.opts.lrScaling !== undefined && this.opts.lrScaling !== "sum" ? { lrScaling: this.opts.lrScaling } : {}),
         seed: this.opts.seed,
         maxClock: this.opts.maxClock,
         evalEvery: this.opts.evalEvery,

@@ -79,6 +79,7 @@ function buildJobRun(cfg: CoordinatorConfig, id: string, load: () => Dataset, lo
     // mf-dp: --lr is job mf's per-rating step; a clock's mean gradient takes `batch` of them.
     learningRate: mfProblem ? mfProblem.lr * batch : (cfg.learningRate ?? job.learningRate),
     ...(cfg.optimizer !== null ? { optimizer: cfg.optimizer } : {}),
+    ...(cfg.lrScaling !== "sum" ? { lrScaling: cfg.lrScaling } : {}),
     workSizing: cfg.workSizing,
     store,
     resume,

@@ -12,6 +12,7 @@
  */
 import { z } from "zod";
 import { parseCompression } from "../client/compress.ts";
+import { LR_SCALINGS } from "../client/jobs/optimizers.ts";
 import { parseAggregation, parseAggregationRule, parseClip } from "../client/aggregate.ts";
 
 /** Largest control message we accept, in bytes (JSON text). */
@@ -185,6 +186,8 @@ export const jobSpecSchema = z.object({
   learningRate: finite.positive(),
   /** The optimizer instead of the job's default (`--optimizer`). */
   optimizer: z.enum(["sgd", "momentum", "adam"]).optional(),
+  /** The learning rate against the number of active workers (client/jobs/optimizers.ts `lrScale`); absent: "sum". */
+  lrScaling: z.enum(LR_SCALINGS).optional(),
   seed: nonNegInt,
   /** Stop at this clock (0: no limit). */
   maxClock: nonNegInt,

@@ -150,6 +150,26 @@ export function adam(beta1 = 0.9, beta2 = 0.999, eps = 1e-8): Optimizer {
   return opt;
 }
 
+/**
+ * How a worker's learning rate follows K, the number of active workers in its
+ * view (the job option `lrScaling`, flag `--lr-scaling`). Every replica adds up
+ * the K updates of a clock, each computed at about the same parameters, so a
+ * clock moves the model like one step of K times the minibatch at K times the
+ * learning rate. "sum" (the default) keeps each worker's rate, i.e. that K×
+ * step; "sqrt" scales it by 1/√K; "mean" by 1/K, i.e. the clock is one step of
+ * the K·batch mean gradient at the job's rate. A rate tuned for one worker near
+ * its stability limit makes the summed K× step overshoot and the test metric
+ * swing from clock to clock (docs/harness.md, distributed against one page).
+ */
+export const LR_SCALINGS = ["sum", "sqrt", "mean"] as const;
+export type LrScaling = (typeof LR_SCALINGS)[number];
+
+/** The factor on the learning rate under `rule` with `workers` active workers (fewer than one counts as one). */
+export function lrScale(rule: LrScaling, workers: number): number {
+  const k = Number.isFinite(workers) ? Math.max(1, Math.floor(workers)) : 1;
+  return rule === "sum" ? 1 : rule === "sqrt" ? 1 / Math.sqrt(k) : 1 / k;
+}
+
 /** The optimizer a job option names, with default hyper-parameters. */
 export function optimizerByName(name: OptimizerName): Optimizer {
   return name === "sgd" ? sgd() : name === "momentum" ? momentum(0.9) : adam();

@@ -1,11 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { createRefBackend } from "../../client/gpu/ref-backend.ts";
 import { refAdam, refMomentum } from "../../client/gpu/kernels-ref.ts";
-import { adam, momentum, optimizerByName, sgd } from "../../client/jobs/optimizers.ts";
+import { adam, lrScale, momentum, optimizerByName, sgd } from "../../client/jobs/optimizers.ts";
 import { JOBS } from "../../client/jobs/registry.ts";
 import { OutOfMemoryError, type ComputeBackend } from "../../client/gpu/backend.ts";
 import { parseCoordinatorArgs, UsageError } from "../../coordinator/cli.ts";
-import { jobSpecSchema } from "../../coordinator/protocol.ts";
+import { jobSpecSchema, parseServerMessage, type ServerMessage } from "../../coordinator/protocol.ts";
+import { JobRun } from "../../coordinator/job.ts";
+import { tinyJobOptions } from "../support/tiny-run.ts";
 
 const grad = (n: number, seed: number): Float32Array => {
   let s = seed;
@@ -161,5 +163,65 @@ describe("--optimizer", () => {
     expect(jobSpecSchema.safeParse({ ...spec, optimizer: "momentum" }).success).toBe(true);
     expect(jobSpecSchema.safeParse({ ...spec, optimizer: "lbfgs" }).success).toBe(false);
     expect(optimizerByName("momentum").name).toBe("momentum(0.9)");
+  });
+});
+
+describe("--lr-scaling", () => {
+  it("scales a worker's rate by 1, 1/√K or 1/K for K active workers", () => {
+    expect([1, 4, 9].map((k) => lrScale("sum", k))).toEqual([1, 1, 1]);
+    expect([1, 4, 9].map((k) => lrScale("sqrt", k))).toEqual([1, 0.5, 1 / 3]);
+    expect([1, 4, 8].map((k) => lrScale("mean", k))).toEqual([1, 0.25, 0.125]);
+    // A view without members (a worker between views) steps at the unscaled rate.
+    expect(lrScale("mean", 0)).toBe(1);
+  });
+
+  it("under mean, K workers' updates at the same parameters add up to one step on their K minibatches together", async () => {
+    const job = JOBS["mnist-softmax"]!;
+    const backend = createRefBackend();
+    const params = job.init(3);
+    const K = 4;
+    const rows = 8;
+    const x = grad(K * rows * job.inputDim, 11).map((v) => Math.abs(v));
+    const labels = Uint32Array.from({ length: K * rows }, (_, i) => (i * 7) % job.classes);
+    const lr = job.learningRate;
+    const sum = new Float64Array(job.parameters);
+    for (let k = 0; k < K; k++) {
+      const part = { x: x.slice(k * rows * job.inputDim, (k + 1) * rows * job.inputDim), labels: labels.slice(k * rows, (k + 1) * rows), size: rows };
+      const { update } = await job.step(backend, params, part, lr * lrScale("mean", K));
+      update.forEach((u, i) => (sum[i] = (sum[i] ?? 0) + u));
+    }
+    const { update: whole } = await job.step(backend, params, { x, labels, size: K * rows }, lr);
+    let worst = 0;
+    let scale = 0;
+    whole.forEach((w, i) => {
+      worst = Math.max(worst, Math.abs(w - (sum[i] ?? 0)));
+      scale = Math.max(scale, Math.abs(w));
+    });
+    expect(scale).toBeGreaterThan(0);
+    expect(worst / scale).toBeLessThan(1e-5);
+    // Under sum the same clock moves K times as far.
+    const { update: one } = await job.step(backend, params, { x: x.slice(0, rows * job.inputDim), labels: labels.slice(0, rows), size: rows }, lr * lrScale("sum", K));
+    const { update: oneMean } = await job.step(backend, params, { x: x.slice(0, rows * job.inputDim), labels: labels.slice(0, rows), size: rows }, lr * lrScale("mean", K));
+    one.forEach((u, i) => expect(u).toBeCloseTo((oneMean[i] ?? 0) * K, 5));
+  });
+
+  it("is parsed, validated and carried to the workers in the welcome's job spec", () => {
+    expect(parseCoordinatorArgs([]).lrScaling).toBe("sum");
+    expect(parseCoordinatorArgs(["--lr-scaling", "sqrt"]).lrScaling).toBe("sqrt");
+    expect(() => parseCoordinatorArgs(["--lr-scaling", "linear"])).toThrow(/--lr-scaling must be one of sum, sqrt, mean/);
+    const spec = { name: "mnist-softmax", parameters: 1, batch: 1, learningRate: 0.1, seed: 1, maxClock: 0, evalEvery: 1 };
+    expect(jobSpecSchema.safeParse({ ...spec, lrScaling: "mean" }).success).toBe(true);
+    expect(jobSpecSchema.safeParse({ ...spec, lrScaling: "linear" }).success).toBe(false);
+    for (const lrScaling of ["sqrt", undefined] as const) {
+      const run = new JobRun(tinyJobOptions(lrScaling ? { lrScaling } : {}));
+      const got: ServerMessage[] = [];
+      const r = run.join({ type: "join", backend: "cpu", kernel: "k", adapter: "a" }, (m) => void got.push(m));
+      expect(r.ok).toBe(true);
+      const welcome = got.find((m) => m.type === "welcome");
+      if (welcome?.type !== "welcome") throw new Error("no welcome");
+      // What the page receives passes the page's runtime check and says the rule (absent: unscaled).
+      const parsed = parseServerMessage(JSON.stringify(welcome));
+      expect(parsed.ok && parsed.value.type === "welcome" ? parsed.value.job.lrScaling : "unparsed").toBe(lrScaling);
+    }
   });
 });
