@@ -373,7 +373,9 @@ async function main(): Promise<void> {
         onPeerLost: (p, why, wasOpen) => {
           const wid = peerOf.get(p);
           log(`peer ${wid ?? p} lost: ${why}`);
-          if (!wid || !wasOpen) return;
+          // Only the current membership reports: after a move, the old job's links close under this page
+          // and those ids mean other workers in the new job.
+          if (!wid || !wasOpen || member !== m) return;
           pageState.lostPeers.push({ id: wid, at: Date.now(), why });
           if (pageState.lostPeers.length > 50) pageState.lostPeers.shift();
           send({ type: "peer-lost", peer: wid, why: why.slice(0, 200) });
