@@ -201,6 +201,13 @@ const RATE_TAU_MS = 5000;
 const RATE_WARMUP_MS = 3000;
 /** Rates within this factor of the job's median count as the median (measurement noise). */
 const NOISE_BAND = 2;
+/**
+ * A volunteer stays at least this long in a job it has just joined while that
+ * job is open: a move costs a leave, links and a snapshot (1–3 s measured), and
+ * pages moved again within a second of a move stalled (the harness's 13:30 and
+ * 13:36 runs in the README).
+ */
+const SETTLE_MS = 3000;
 
 /** open: takes volunteers; finishing: its workers drain and stay; closed: paused or cancelled, its volunteers go elsewhere; over: done or failed. */
 type Phase = "open" | "finishing" | "closed" | "over";
@@ -215,6 +222,8 @@ export class JobGrid {
   private readonly moves: MoveRecord[] = [];
   private readonly phases = new Map<string, Phase>();
   private lastRebalance: number;
+  /** Moves held back because their volunteer had only just joined its job: computed again then. */
+  private recheckAt: number | null = null;
   private readonly now: () => number;
   readonly multi: boolean;
   readonly rebalanceMs: number;
@@ -536,12 +545,20 @@ export class JobGrid {
    */
   rebalance(trigger: string, quiet = false): void {
     if (!this.multi) return;
-    if (!quiet) this.lastRebalance = this.now();
+    const now = this.now();
+    if (!quiet) this.lastRebalance = now;
     const { assignment } = this.plan();
     for (const [vid, want] of assignment) {
       const v = this.vols.get(vid) as Vol;
       const cur = this.heading(v);
       if (want === null || want === cur) continue;
+      const held = v.job !== null && !v.moving ? this.jobs.get(v.job) : undefined;
+      if (held && v.since > 0 && now - v.since < SETTLE_MS && this.phase(held) === "open") {
+        // Just joined an open job: left there a moment; the allocation is computed again then.
+        const at = v.since + SETTLE_MS;
+        this.recheckAt = this.recheckAt === null ? at : Math.min(this.recheckAt, at);
+        continue;
+      }
       this.startMove(v, want, `${trigger}; ${this.joinReason(want, assignment)}`);
     }
   }
@@ -617,8 +634,11 @@ export class JobGrid {
       const held = [...this.vols.values()].some((v) => v.job === j.id && v.worker !== null && j.run.isLive(v.worker));
       if (!held) j.run.control("stop");
     }
+    const recheck = this.recheckAt !== null && now >= this.recheckAt;
+    if (recheck) this.recheckAt = null;
     if (changed.length > 0) this.rebalance(changed.join(", "));
     else if (now - this.lastRebalance >= this.rebalanceMs) this.rebalance("periodic rebalance");
+    else if (recheck) this.rebalance("a volunteer held back after its join has settled", true);
   }
 
   /** Organizer: cancel a job (its volunteers move away, then it stops without a target). */

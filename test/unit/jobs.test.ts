@@ -217,7 +217,11 @@ describe("volunteers shared between jobs", () => {
     const st = b.status() as { view: { active: unknown[] }; events: { kind: string; detail?: string }[] };
     expect(st.view.active).toHaveLength(0);
     expect(st.events.at(-1)).toMatchObject({ kind: "resumed", detail: expect.stringMatching(/newest model at clock 10/) });
-    // The grid gives job b one of job a's two volunteers again (weights 2:1): it moves and joins b.
+    // The grid gives job b one of job a's two volunteers again (weights 2:1), once that volunteer has
+    // been in job a for 3 s (they joined 1.2 s ago: held back, then moved at the next tick after that).
+    expect(pages.some((x) => x.last("move") !== undefined)).toBe(false);
+    t += 2000;
+    grid.tick();
     const q = pages.find((x) => x !== p && x.last("move")?.job === "b") as FakePage;
     expect(q).toBeDefined();
     q.move(3);
