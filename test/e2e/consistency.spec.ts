@@ -43,7 +43,10 @@ test("a straggler (?slowdown=8) is dropped and the other three keep their pace u
   const c = await startCoordinatorProcess(["--min-workers", "3", "--consistency", "ssp", "--staleness", "2", "--target-accuracy", "0.99", "--max-clock", "100000"]);
   coord = c;
   const fast: Page[] = [];
-  for (let i = 0; i < 3; i++) fast.push(await openPage(browser, `${c.url}/?name=fast-${i}&backend=cpu`));
+  // Paced (every step at least 20 ms) so that "eight times slower" holds whatever the load: on
+  // its own `?slowdown=8` stretches a page's measured compute, which on the WASM path is ~2 ms,
+  // and under load the fast pages' steps were as slow as that (the drop rule rightly kept it).
+  for (let i = 0; i < 3; i++) fast.push(await openPage(browser, `${c.url}/?name=fast-${i}&backend=cpu&steptime=20`));
   await waitFor("three workers training", async () => (await c.status()).workers.filter((w) => w.clock > 5).length === 3, 60_000);
   const fastIds = (await c.status()).workers.map((w) => w.id);
 
@@ -57,7 +60,7 @@ test("a straggler (?slowdown=8) is dropped and the other three keep their pace u
 
   // A fourth, eight times slower, joins mid-job (snapshot from a peer) ...
   const joinedAt = Date.now();
-  await openPage(browser, `${c.url}/?name=slow&backend=cpu&slowdown=8`);
+  await openPage(browser, `${c.url}/?name=slow&backend=cpu&steptime=20&slowdown=8`);
   const slowId = await waitFor("the slow worker to join", async () => (await c.status()).workers.find((w) => w.name === "slow")?.id, 30_000);
   // ... and is dropped as a straggler within 30 s.
   const dropped = await waitFor("the slow worker to be dropped", async () => {
