@@ -68,8 +68,10 @@ test("a volunteer whose WebGPU device is destroyed mid-training re-acquires it, 
   const peer = done.workers.find((w) => w.name === "peer");
   expect(gpuWorker?.state).toBe("active");
   expect(gpuWorker?.backend).toBe("webgpu");
-  expect(gpuWorker?.clock).toBeGreaterThanOrEqual(MAX_CLOCK);
-  expect(peer?.clock).toBeGreaterThanOrEqual(MAX_CLOCK);
+  // The job ends when one worker reaches --max-clock; the other may be a clock or two behind it
+  // (the SSP gate), and both drain to the same vector clock (the digests below).
+  expect(Math.max(gpuWorker?.clock ?? 0, peer?.clock ?? 0)).toBeGreaterThanOrEqual(MAX_CLOCK);
+  expect(gpuWorker?.clock ?? 0).toBeGreaterThanOrEqual(lostAt + 20);
   expect(done.events.filter((e) => ["left", "dropped", "cut-lowered"].includes(e.kind))).toEqual([]);
 
   // Its replica ends equal to its peer's.
