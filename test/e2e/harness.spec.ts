@@ -43,7 +43,9 @@ test("bad harness flags exit with status 2 and one line", async () => {
 
 test("two workers reach an easy target: exit 0, report.json and report.html written", async () => {
   const out = mkdtempSync(join(tmpdir(), "grid-harness-"));
-  const r = await harness(["--workers", "2", "--max-clock", "30", "--target-accuracy", "0.5", "--eval-every", "5", "--eval-interval", "0", "--out", out]);
+  // --max-clock well past the first evaluation: pages on the CPU path step in a few ms, and at 30
+  // clocks the job once ended on the clock limit before the clock-5 evaluation (0.84) came back.
+  const r = await harness(["--workers", "2", "--max-clock", "300", "--target-accuracy", "0.5", "--eval-every", "5", "--eval-interval", "0", "--out", out]);
   expect(r.code, r.stdout + r.stderr).toBe(0);
   expect(r.stdout).toMatch(/target reached/);
   const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as {
@@ -72,8 +74,10 @@ test("a job that stops at --max-clock short of the target exits 1; --step-time w
     runs: { summary: { clocksPerSec: number }; testPoints: { clock: number }[]; finalStatus: { workers: { stepMs: number; clock: number }[] } }[];
   };
   const run = report.runs[0];
-  // The clock rate honours the step time, and the coordinator (straggler policy, auto) sees it in the step times reported.
-  expect(run?.summary.clocksPerSec).toBeLessThanOrEqual(1000 / 300);
+  // The clock rate honours the step time (within the sampling error of a 3 s run: clocks are read
+  // from reports sent at most every 200 ms; unpaced, a page makes 50+ clocks/s here), and the
+  // coordinator (straggler policy, auto) sees it in the step times reported.
+  expect(run?.summary.clocksPerSec).toBeLessThanOrEqual(1.15 * (1000 / 300));
   const w = run?.finalStatus.workers[0];
   expect(w?.clock).toBe(10);
   expect(w?.stepMs).toBeGreaterThanOrEqual(299);
