@@ -76,12 +76,14 @@ test("four volunteers with topk:0.01+int8 reach 0.90 with equal digests and a fr
 });
 
 test("under topk:0.01+int8 a closed page is cut and a late joiner's snapshot and retained updates give the same replica", async ({ browser }) => {
-  test.setTimeout(150_000);
-  const c = await startCoordinatorProcess(["--min-workers", "3", "--staleness", "3", "--max-clock", "160", "--target-accuracy", "0.99", "--drop-stragglers", "off", "--compression", "topk:0.01+int8"]);
+  test.setTimeout(240_000);
+  // Paced (20 ms a step) with room to run: unpaced on the CPU path the three pages made the 160
+  // clocks this test once had 1 s after the close, and the job ended before the late page joined.
+  const c = await startCoordinatorProcess(["--min-workers", "3", "--staleness", "3", "--max-clock", "600", "--target-accuracy", "0.99", "--drop-stragglers", "off", "--compression", "topk:0.01+int8"]);
   coord = c;
   const open = async (name: string): Promise<Page> => {
     const page = await (await browser.newContext()).newPage();
-    await page.goto(`${c.url}/?name=${name}&backend=cpu`);
+    await page.goto(`${c.url}/?name=${name}&backend=cpu&steptime=20`);
     return page;
   };
   const pages = [await open("v0"), await open("v1"), await open("v2")];
@@ -101,7 +103,7 @@ test("under topk:0.01+int8 a closed page is cut and a late joiner's snapshot and
   const done = await waitFor("the job to finish at max clock", async () => {
     const s = await c.status();
     return s.job.state === "done" && s.workers.filter((w) => w.state === "active" && w.digest !== null).length === 3 ? s : null;
-  }, 120_000, 1000);
+  }, 180_000, 1000);
   const active = done.workers.filter((w) => w.state === "active");
   expect(active.map((w) => w.name).sort()).toEqual(["late", "v0", "v1"]);
   const [d0, ...rest] = active.map((w) => w.digest);

@@ -115,10 +115,12 @@ test("a straggler (?slowdown=8) is dropped and the other three keep their pace u
 test("a closed page is left within 10 s and a page opened mid-run catches up with the same replica", async ({ browser }) => {
   // Straggler drops off: this test is about leaving and joining, and a loaded
   // CI machine can make one page look slow for a while.
-  const c = await startCoordinatorProcess(["--min-workers", "3", "--consistency", "ssp", "--staleness", "3", "--max-clock", "400", "--target-accuracy", "0.99", "--drop-stragglers", "off"]);
+  // Paced at 20 ms a step with room to run: unpaced on the CPU path three pages made the 400
+  // clocks this test once had 2 s after the close, and the job ended before the late page joined.
+  const c = await startCoordinatorProcess(["--min-workers", "3", "--consistency", "ssp", "--staleness", "3", "--max-clock", "1000", "--target-accuracy", "0.99", "--drop-stragglers", "off"]);
   coord = c;
   const pages: Page[] = [];
-  for (let i = 0; i < 3; i++) pages.push(await openPage(browser, `${c.url}/?name=v${i}&backend=cpu`));
+  for (let i = 0; i < 3; i++) pages.push(await openPage(browser, `${c.url}/?name=v${i}&backend=cpu&steptime=20`));
   await waitFor("clocks past 20", async () => (await c.status()).clock.min >= 20, 90_000);
 
   // Close one page: it is `left` within 10 s, and the others keep training.
@@ -132,7 +134,7 @@ test("a closed page is left within 10 s and a page opened mid-run catches up wit
   await waitFor("training to go on", async () => (await c.status()).clock.min > s0.clock.max + 5, 30_000);
 
   // Open a new page mid-run: it takes a snapshot and starts at the view's minimum clock.
-  const late = await openPage(browser, `${c.url}/?name=late&backend=cpu`);
+  const late = await openPage(browser, `${c.url}/?name=late&backend=cpu&steptime=20`);
   const lateWorker = await waitFor("the late page to join", async () => (await c.status()).workers.find((w) => w.name === "late"), 30_000);
   expect(lateWorker.clock).toBeGreaterThan(15);
   await expect.poll(async () => late.evaluate(() => (window as unknown as { grid: { log: string[] } }).grid.log.some((l) => l.startsWith("took a snapshot"))), { timeout: 30_000 }).toBe(true);

@@ -129,7 +129,9 @@ test("six volunteers split 4:2 between jobs weighted 2:1, move when a job ends, 
   // 4 or 2 it had, the second's all six); nothing was lost (no cut lowered).
   for (const id of [first, second]) {
     const j = job(bothDone, id);
-    const active = j.workers.filter((w) => w.state === "active");
+    // In the view at the end: active, or flagged a straggler (drops are off; under load one page
+    // was flagged for a 49 ms step against a 12 ms median and still drained with the others).
+    const active = j.workers.filter((w) => w.state === "active" || w.state === "straggler");
     expect(active.length).toBe(id === second ? 6 : id === "a" ? 4 : 2);
     const ds = active.map((w) => w.digest);
     for (const d of ds) expect(d).not.toBeNull();
