@@ -236,12 +236,17 @@ export class LogReplay {
  * crash: it is skipped (and reported in `notes`).
  */
 export function replayLog(textIn: string, limits: ReplayLimits = DEFAULT_LIMITS): ResumeLog {
+  return replayText(textIn, limits).result();
+}
+
+/** The replay of a log's text, to go on with the records appended after it. */
+export function replayText(textIn: string, limits: ReplayLimits = DEFAULT_LIMITS): LogReplay {
   const lines = textIn.split("\n");
   const last = lines.pop() ?? "";
   const r = new LogReplay(limits);
   r.torn(last);
   for (const line of lines) r.line(line);
-  return r.result();
+  return r;
 }
 
 /**

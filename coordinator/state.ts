@@ -38,7 +38,7 @@ import {
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { decodeModelUpload, encodeModelUpload } from "./protocol.ts";
-import { LogReplay, compactedRecords, resumeState, type ResumeLog, type ResumeState, type StateRecord } from "./resume.ts";
+import { compactedRecords, replayText, resumeState, type LogReplay, type ResumeLog, type ResumeState, type StateRecord } from "./resume.ts";
 
 const LOG = "events.jsonl";
 const MODEL = "model.bin";
@@ -48,6 +48,28 @@ const LOG_TMP = "events.tmp";
 /** The log is compacted after a checkpoint once it is larger than this. */
 export const COMPACT_BYTES = 8 * 1024 * 1024;
 const HASH_BYTES = 32;
+
+/** Write a whole file and fsync it (the first step of every atomic replace in the state directory). */
+export function writeSynced(path: string, data: string | Uint8Array): void {
+  const fd = openSync(path, "w");
+  try {
+    if (typeof data === "string") writeSync(fd, data);
+    else writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Fsync a directory, so the renames done in it are durable. */
+export function syncDirectory(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** A checkpoint file's bytes: the /api/model layout plus its SHA-256. */
 export function encodeCheckpointFile(clock: number, params: Float32Array): Uint8Array {
@@ -129,10 +151,7 @@ export class JobStore {
     } catch (e) {
       notes.push(`cannot read the log (${e instanceof Error ? e.message : String(e)}); starting without its history`);
     }
-    const replay = new LogReplay();
-    const lines = text.split("\n");
-    replay.torn(lines.pop() ?? "");
-    for (const line of lines) replay.line(line);
+    const replay = replayText(text);
     const log = replay.result();
     notes.push(...log.notes);
     this.repairTail();
@@ -221,11 +240,6 @@ export class JobStore {
     }
   }
 
-  /** Bytes in the log file now. */
-  get logSize(): number {
-    return this.logBytes;
-  }
-
   /**
    * Rewrite the log as the records that replay to the same state (see the
    * file comment). Returns whether it did; on an error the old log stays.
@@ -237,19 +251,11 @@ export class JobStore {
     const tmp = join(this.dir, LOG_TMP);
     try {
       const text = records.map((r) => JSON.stringify(r) + "\n").join("");
-      const fd = openSync(tmp, "w");
-      try {
-        writeSync(fd, text);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
+      writeSynced(tmp, text);
       this.close();
       renameSync(tmp, join(this.dir, LOG));
-      this.syncDir();
-      const replay = new LogReplay();
-      for (const r of records) replay.add(r);
-      this.replay = replay;
+      syncDirectory(this.dir);
+      // `this.replay` stays: the compacted records replay to the state it holds.
       this.logBytes = Buffer.byteLength(text);
       this.compactAt = Math.max(this.compactBytes, 2 * this.logBytes);
       this.compactions++;
@@ -274,17 +280,11 @@ export class JobStore {
     if (this.failed) return false;
     const tmp = join(this.dir, TMP);
     try {
-      const fd = openSync(tmp, "w");
-      try {
-        writeSync(fd, encodeCheckpointFile(clock, params));
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
+      writeSynced(tmp, encodeCheckpointFile(clock, params));
       const final = join(this.dir, MODEL);
       if (existsSync(final)) renameSync(final, join(this.dir, PREV));
       renameSync(tmp, final);
-      this.syncDir();
+      syncDirectory(this.dir);
       this.append(record);
       if (this.logFd !== null) fsyncSync(this.logFd);
       if (this.logBytes > this.compactAt) this.compact(record.k === "ckpt" ? record.t : Date.now());
@@ -292,15 +292,6 @@ export class JobStore {
     } catch (e) {
       this.fail("cannot write a checkpoint", e);
       return false;
-    }
-  }
-
-  private syncDir(): void {
-    const fd = openSync(this.dir, "r");
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
     }
   }
 

@@ -13,10 +13,11 @@
  * is reported and skipped. A failing disk is reported once and the grid goes
  * on in memory.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { jobEntrySchema, type JobEntry } from "./jobs.ts";
+import { syncDirectory, writeSynced } from "./state.ts";
 
 export const SUBMITTED_FILE = "submitted-jobs.json";
 const TMP = "submitted-jobs.tmp";
@@ -109,20 +110,9 @@ export class SubmittedJobs {
     try {
       mkdirSync(this.stateDir, { recursive: true });
       const tmp = this.path(TMP);
-      const fd = openSync(tmp, "w");
-      try {
-        writeSync(fd, JSON.stringify({ v: 1, jobs: this.entries }) + "\n");
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
+      writeSynced(tmp, JSON.stringify({ v: 1, jobs: this.entries }) + "\n");
       renameSync(tmp, this.path());
-      const dir = openSync(this.stateDir, "r");
-      try {
-        fsyncSync(dir);
-      } finally {
-        closeSync(dir);
-      }
+      syncDirectory(this.stateDir);
     } catch (e) {
       this.fail("cannot write the submitted jobs", e);
     }
