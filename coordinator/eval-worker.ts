@@ -9,6 +9,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { JOBS } from "../client/jobs/registry.ts";
+import { timed } from "./evaluator.ts";
 
 interface Setup {
   readonly job: string;
@@ -26,9 +27,8 @@ parentPort?.on("message", (req: { clock: number; params: Float32Array }) => {
     return;
   }
   try {
-    const t0 = performance.now();
-    const m = job.evaluate(req.params, setup.pixels, setup.labels, setup.count);
-    parentPort?.postMessage({ clock: req.clock, name: m.name, value: m.value, ms: performance.now() - t0 });
+    const { value: m, ms, cpuMs } = timed(() => job.evaluate(req.params, setup.pixels, setup.labels, setup.count));
+    parentPort?.postMessage({ clock: req.clock, name: m.name, value: m.value, ms, ...(cpuMs !== undefined ? { cpuMs } : {}) });
   } catch (e) {
     parentPort?.postMessage({ clock: req.clock, error: e instanceof Error ? e.message : String(e) });
   }

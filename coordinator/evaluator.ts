@@ -4,6 +4,7 @@
  * inline on the caller's thread (`inlineEvaluator`, for tests and as the
  * fallback when no thread can be started). Both answer with a promise.
  */
+import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
@@ -14,6 +15,44 @@ export interface Evaluation {
   readonly name: string;
   readonly value: number;
   readonly ms: number;
+  /**
+   * CPU time the evaluating thread spent on it, ms, where the system tells
+   * (`threadCpuMs`). On a machine whose cores are busy with other work the
+   * wall time `ms` can be many times this.
+   */
+  readonly cpuMs?: number;
+}
+
+/** Linux's USER_HZ: /proc reports CPU times in these ticks (100 a second on every mainstream architecture). */
+const USER_HZ = 100;
+
+/**
+ * CPU time (user + system) of the calling thread so far, ms, from
+ * /proc/thread-self/stat; null where that file does not exist (not Linux).
+ * Resolution is one tick (10 ms).
+ */
+export function threadCpuMs(): number | null {
+  let stat: string;
+  try {
+    stat = readFileSync("/proc/thread-self/stat", "utf8");
+  } catch {
+    return null;
+  }
+  // "pid (comm) state ppid …": comm may hold spaces and parentheses, so count from the last ")".
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const utime = Number(f[11]);
+  const stime = Number(f[12]);
+  return Number.isFinite(utime) && Number.isFinite(stime) ? ((utime + stime) * 1000) / USER_HZ : null;
+}
+
+/** Run `f`, timing it by the wall clock and by the thread's CPU time. */
+export function timed<T>(f: () => T): { value: T; ms: number; cpuMs?: number } {
+  const c0 = threadCpuMs();
+  const t0 = performance.now();
+  const value = f();
+  const ms = performance.now() - t0;
+  const c1 = threadCpuMs();
+  return c0 !== null && c1 !== null ? { value, ms, cpuMs: c1 - c0 } : { value, ms };
 }
 
 export interface Evaluator {
@@ -24,10 +63,9 @@ export interface Evaluator {
 export function inlineEvaluator(job: JobDefinition, test: ImageSet): Evaluator {
   return {
     evaluate: (_clock, params) => {
-      const t0 = performance.now();
       try {
-        const m = job.evaluate(params, test.pixels, test.labels, test.count);
-        return Promise.resolve({ name: m.name, value: m.value, ms: performance.now() - t0 });
+        const { value: m, ms, cpuMs } = timed(() => job.evaluate(params, test.pixels, test.labels, test.count));
+        return Promise.resolve({ name: m.name, value: m.value, ms, ...(cpuMs !== undefined ? { cpuMs } : {}) });
       } catch (e) {
         return Promise.reject(e instanceof Error ? e : new Error(String(e)));
       }
@@ -36,7 +74,7 @@ export function inlineEvaluator(job: JobDefinition, test: ImageSet): Evaluator {
   };
 }
 
-type Reply = { clock: number; name: string; value: number; ms: number } | { clock: number; error: string };
+type Reply = { clock: number; name: string; value: number; ms: number; cpuMs?: number } | { clock: number; error: string };
 
 /**
  * One worker thread, one evaluation at a time (the caller keeps at most one in
@@ -59,7 +97,7 @@ export function threadEvaluator(job: JobDefinition, test: ImageSet, log?: (line:
     const w = waiting.shift();
     if (!w) return;
     if ("error" in r) w.reject(new Error(r.error));
-    else w.resolve({ name: r.name, value: r.value, ms: r.ms });
+    else w.resolve({ name: r.name, value: r.value, ms: r.ms, ...(r.cpuMs !== undefined ? { cpuMs: r.cpuMs } : {}) });
   });
   const fail = (e: Error): void => {
     if (failed) return;
