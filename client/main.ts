@@ -163,14 +163,35 @@ interface Membership {
   viewRequested: boolean;
   snapshotLoaded: boolean;
   snapshotTimer: ReturnType<typeof setInterval> | null;
+  /** PeerJS ids of the view's members in the gate (not syncing): only they can answer a snapshot request. */
+  readonly synced: Set<string>;
+  /** When a snapshot was last asked for (performance.now()), 0 never. */
+  snapshotAskedAt: number;
+  /** The replica has its starting point (the snapshot is applied, or none was needed): gaps can be asked for. */
+  replicaStarted: boolean;
   /** Left after a `move`: its own updates still retained, served to peers' re-send requests until its links close. */
   leaving: { clock: number; encoding: Encoding; buffer: ArrayBuffer }[] | null;
 }
 
+/** A joiner without its snapshot asks again this often (another peer in the gate each time, when there is one). */
+const SNAPSHOT_RETRY_MS = 1000;
+
 /** After a move, the old job's peer links stay open this long for re-sends of this page's last updates. */
 const MOVE_GRACE_MS = 4000;
 
+/** A main-thread task this long is logged: links go silent after SILENT_MS without one (client/peer/transport.ts). */
+const LONG_TASK_LOG_MS = 300;
+
+/** Log the page's long main-thread tasks (where a stalled link or step went), where the browser reports them. */
+function watchLongTasks(): void {
+  if (typeof PerformanceObserver === "undefined" || !PerformanceObserver.supportedEntryTypes.includes("longtask")) return;
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (e.duration >= LONG_TASK_LOG_MS) log(`main thread busy for ${Math.round(e.duration)} ms in one task`);
+  }).observe({ type: "longtask" });
+}
+
 async function main(): Promise<void> {
+  watchLongTasks();
   ui.setState("asking the coordinator which job runs");
   const jobName = await fetchJobName();
   if (jobName === "mf") {
@@ -262,7 +283,9 @@ async function main(): Promise<void> {
           }
         }
         const buf = d.value.buffer as ArrayBuffer;
-        void worker.receive(`w${msg.sender}`, msg.clock, Comlink.transfer(buf, [buf]));
+        void worker.receive(`w${msg.sender}`, msg.clock, Comlink.transfer(buf, [buf])).then((r) => {
+          if (r !== "applied" && r !== "duplicate") noteRefused(`u(w${msg.sender},${msg.clock}) from ${m.peerOf.get(fromPeer) ?? fromPeer}: ${r}`);
+        });
         return;
       }
       case FrameType.SNAPSHOT_REQUEST:
@@ -285,7 +308,11 @@ async function main(): Promise<void> {
         const vector: Record<string, number> = {};
         for (const [k, c] of d.value.vectorClock) vector[`w${k}`] = c;
         const buf = d.value.params.buffer as ArrayBuffer;
-        void worker.loadSnapshot(Comlink.transfer(buf, [buf]), vector, msg.clock);
+        void worker.loadSnapshot(Comlink.transfer(buf, [buf]), vector, msg.clock).then(() => {
+          // The updates its giver had not seen yet: each author's from the one linked peer they come through.
+          m.replicaStarted = true;
+          if (member === m) for (const p of m.transport.openPeers()) askForGaps(m, p);
+        });
         log(`took a snapshot from ${m.peerOf.get(fromPeer) ?? fromPeer}`);
         return;
       }
@@ -314,11 +341,50 @@ async function main(): Promise<void> {
     }
   };
 
-  const requestSnapshot = (m: Membership): void => {
+  /**
+   * Ask peer `p` for what this replica lacks of the updates that come through
+   * it (its own in a mesh; the authors whose tree has it as our parent in an
+   * overlay): some may have been sent before the link was open, or before the
+   * snapshot this replica started from.
+   */
+  const askForGaps = (m: Membership, p: string): void => {
+    const wid = m.peerOf.get(p);
+    if (!wid) return;
+    const self = num(m.welcome.workerId);
+    for (const origin of m.topology.members) {
+      if (m.topology.parentOf(origin, self) !== num(wid)) continue;
+      void worker.vectorOf(`w${origin}`).then((v) => {
+        if (member === m) void m.transport.send(p, FrameType.RESEND_REQUEST, self, 0, encodeResendRequestPayload({ target: origin, fromClock: v }));
+      });
+    }
+  };
+
+  /** An update the replica did not take (beyond a cut, before the snapshot): logged, at most one line a second. */
+  let refusedAt = 0;
+  let refusedSince = 0;
+  const noteRefused = (what: string): void => {
+    refusedSince++;
+    const now = performance.now();
+    if (now - refusedAt < 1000) return;
+    log(`the replica did not take ${what}${refusedSince > 1 ? ` (and ${refusedSince - 1} more since the last such line)` : ""}`);
+    refusedAt = now;
+    refusedSince = 0;
+  };
+
+  /**
+   * Ask one open peer for a snapshot: `to` if given, else one in the gate
+   * (a peer still syncing has none and never answers; several volunteers
+   * moved into a job at once often link to each other first), else any.
+   */
+  const requestSnapshot = (m: Membership, to?: string): void => {
     if (m.snapshotLoaded) return;
     const open = m.transport.openPeers();
-    const pick = open[Math.floor(Math.random() * open.length)];
-    if (pick) void m.transport.send(pick, FrameType.SNAPSHOT_REQUEST, num(m.welcome.workerId), 0, new Uint8Array(0));
+    const synced = open.filter((p) => m.synced.has(p));
+    const from = synced.length > 0 ? synced : open;
+    const pick = to ?? from[Math.floor(Math.random() * from.length)];
+    if (pick === undefined) return;
+    m.snapshotAskedAt = performance.now();
+    void m.transport.send(pick, FrameType.SNAPSHOT_REQUEST, num(m.welcome.workerId), 0, new Uint8Array(0));
   };
 
   const startMembership = (w: WelcomeMessage): Membership => {
@@ -342,6 +408,9 @@ async function main(): Promise<void> {
       viewRequested: false,
       snapshotLoaded: !w.needsSnapshot,
       snapshotTimer: null,
+      synced: new Set(),
+      snapshotAskedAt: 0,
+      replicaStarted: !w.needsSnapshot,
       leaving: null,
       transport: new PeerTransport({
         coordinator,
@@ -354,21 +423,11 @@ async function main(): Promise<void> {
         onMessage: (from, msg) => onPeerMessage(m, from, msg),
         onPeerOpen: (p) => {
           log(`peer ${peerOf.get(p) ?? p} connected`);
-          if (!m.snapshotLoaded) requestSnapshot(m);
-          // Ask the new peer for what this replica lacks of the updates that
-          // come through it (its own in a mesh; the authors whose tree has it
-          // as our parent in an overlay): some may have been sent before this
-          // link was open.
-          const wid = peerOf.get(p);
-          if (wid) {
-            const self = num(w.workerId);
-            for (const origin of m.topology.members) {
-              if (m.topology.parentOf(origin, self) !== num(wid)) continue;
-              void worker.vectorOf(`w${origin}`).then((v) => {
-                if (member === m) void m.transport.send(p, FrameType.RESEND_REQUEST, self, 0, encodeResendRequestPayload({ target: origin, fromClock: v }));
-              });
-            }
-          }
+          // A peer in the gate is asked at once; one still syncing only when no other is known.
+          if (!m.snapshotLoaded && (m.synced.has(p) || m.synced.size === 0)) requestSnapshot(m, p);
+          // A joiner asks once its snapshot is in (before, its replica has no clocks
+          // and the peer would re-send everything it retains, to be thrown away).
+          if (m.replicaStarted) askForGaps(m, p);
         },
         onPeerLost: (p, why, wasOpen) => {
           const wid = peerOf.get(p);
@@ -384,7 +443,7 @@ async function main(): Promise<void> {
       }),
     };
     m.transport.opened.catch((e: unknown) => log(`signaling failed: ${e instanceof Error ? e.message : String(e)}`));
-    if (!m.snapshotLoaded) m.snapshotTimer = setInterval(() => (m.snapshotLoaded ? null : requestSnapshot(m)), 3000);
+    if (!m.snapshotLoaded) m.snapshotTimer = setInterval(() => (m.snapshotLoaded ? null : requestSnapshot(m)), SNAPSHOT_RETRY_MS);
     member = m;
     return m;
   };
@@ -392,10 +451,20 @@ async function main(): Promise<void> {
   const applyView = (m: Membership, v: ViewMessage): void => {
     m.peerOf.clear();
     m.peerByNum.clear();
+    const newlySynced: string[] = [];
+    const synced = new Set<string>();
     for (const a of v.active) {
       m.peerOf.set(a.peerId, a.id);
       m.peerByNum.set(num(a.id), a.peerId);
+      if (a.syncing === true) continue;
+      synced.add(a.peerId);
+      if (!m.synced.has(a.peerId)) newlySynced.push(a.peerId);
     }
+    m.synced.clear();
+    for (const p of synced) m.synced.add(p);
+    // Still without a snapshot and a linked peer has just entered the gate: ask it (at most once a second).
+    const ready = newlySynced.find((p) => m.transport.isOpen(p));
+    if (!m.snapshotLoaded && ready !== undefined && performance.now() - m.snapshotAskedAt > SNAPSHOT_RETRY_MS) requestSnapshot(m, ready);
     // Links only to this member's neighbours: all others in a mesh, O(log N) in an overlay.
     m.topology = buildTopology(m.peerByNum.keys(), m.welcome.meshMax ?? DEFAULT_MESH_MAX);
     m.seen.retain(new Set(m.peerByNum.keys()));
@@ -450,6 +519,7 @@ async function main(): Promise<void> {
         peers: pageState.peers,
         stalenessHist: r.stalenessHist,
         waitMs: r.waitMs,
+        phaseMs: r.phaseMs,
         ...(r.shardsDone.length > 0 ? { shardsDone: r.shardsDone } : {}),
       });
     },
@@ -476,6 +546,7 @@ async function main(): Promise<void> {
     missing(id: string, fromClock: number): void {
       const m = member;
       if (!m) return;
+      log(`still waiting for ${id}'s updates after clock ${fromClock}; asking every linked peer`);
       void m.transport.broadcast(FrameType.RESEND_REQUEST, num(m.welcome.workerId), 0, encodeResendRequestPayload({ target: num(id), fromClock }));
     },
     log,

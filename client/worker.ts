@@ -6,7 +6,7 @@
  * ArrayBuffers cross the boundary as transfers.
  */
 import * as Comlink from "comlink";
-import { STALENESS_BUCKETS, decodeModelUpload, type AssignMessage, type Digest, type SpotMessage, type ViewMessage, type WelcomeMessage } from "../coordinator/protocol.ts";
+import { STALENESS_BUCKETS, decodeModelUpload, type AssignMessage, type Digest, type PhaseTimes, type SpotMessage, type WorkerPhase, type ViewMessage, type WelcomeMessage } from "../coordinator/protocol.ts";
 import { MEAN, parseAggregation } from "./aggregate.ts";
 import { ErrorFeedback, NO_COMPRESSION, encodeExact, parseCompression, type Compression } from "./compress.ts";
 import { yieldToEventLoop, type SoftmaxBackend } from "./gpu/backend.ts";
@@ -40,7 +40,10 @@ export interface WorkerReport {
   readonly shardsDone: number[];
   /** Largest lead over the slowest active worker seen at a step start. */
   readonly maxLead: number;
+  /** Since the page loaded, over all its jobs: the worker's time in each phase, ms (utilization). */
+  readonly phaseMs: PhaseTimes;
 }
+
 
 /** A retained update in its wire form (client/compress.ts `encodeExact`), to re-send. */
 export interface WireUpdate {
@@ -76,6 +79,8 @@ export interface InitResult {
 }
 
 const REPORT_EVERY_MS = 200;
+/** At a job's end, updates of the drain target still missing this long after it came are asked for again. */
+const DRAIN_ASK_MS = 500;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -128,6 +133,10 @@ class TrainingWorker {
   private lackKey = "";
   /** Time blocked by the SSP gate in this membership, ms. */
   private waitMs = 0;
+  /** Never reset: the worker's time per phase since the page loaded (utilization, coordinator/jobs.ts). */
+  private readonly phaseTotals: PhaseTimes = { stepping: 0, gate: 0, loading: 0, paused: 0, draining: 0, idle: 0 };
+  private phase: WorkerPhase = "idle";
+  private phaseAt = performance.now();
   /** Staleness of applied peer updates since the last report. */
   private stalenessHist: number[] = new Array<number>(STALENESS_BUCKETS).fill(0);
   private pendingAssign: AssignMessage | null = null;
@@ -281,10 +290,27 @@ class TrainingWorker {
 
   /** End the membership at once (dropped, or the volunteer stopped): the loop exits. */
   stop(): void {
+    this.enter("idle");
     this.generation++;
     this.replica = null;
     this.welcome = null;
     this.poke();
+  }
+
+  /** The worker's time goes to `p` from now on. */
+  private enter(p: WorkerPhase): void {
+    if (p === this.phase) return;
+    const now = performance.now();
+    this.phaseTotals[this.phase] += now - this.phaseAt;
+    this.phase = p;
+    this.phaseAt = now;
+  }
+
+  private phaseTimes(): PhaseTimes {
+    const out = { ...this.phaseTotals };
+    out[this.phase] += performance.now() - this.phaseAt;
+    for (const k of Object.keys(out) as WorkerPhase[]) out[k] = Math.round(out[k]);
+    return out;
   }
 
   private poke(): void {
@@ -386,8 +412,9 @@ class TrainingWorker {
     const start = this.welcome?.startClock ?? 0;
     this.replica.loadSnapshot(new Float32Array(params), { ...vector, [own]: start }, frontier);
     this.ready = true;
+    // The page then asks each author's updates after the snapshot from the peer they come through
+    // (client/main.ts askForGaps); the staleness gate's anti-entropy asks everyone for what is still lacking.
     this.cb?.log(`snapshot loaded (${Object.keys(vector).length} clocks)`);
-    for (const [id, c] of Object.entries(vector)) if (id !== own) this.cb?.missing(id, c);
     this.poke();
   }
 
@@ -497,6 +524,7 @@ class TrainingWorker {
       state,
       stalenessHist: this.stalenessHist,
       waitMs: this.waitMs,
+      phaseMs: this.phaseTimes(),
       shardsDone: this.sampler.takeCompleted(),
       maxLead: this.maxLead,
     });
@@ -518,6 +546,7 @@ class TrainingWorker {
       if (this.ready) this.chaseLacking(r, cb);
       if (this.finishing || (maxClock > 0 && r.clock >= maxClock) || this.viewState === "done") break;
       if (!this.ready) {
+        this.enter("loading");
         this.report("loading");
         await this.waitForChange(250);
         continue;
@@ -529,11 +558,13 @@ class TrainingWorker {
           this.readySent = true;
           cb.ready();
         }
+        this.enter("loading");
         this.report("loading");
         await this.waitForChange(250);
         continue;
       }
       if (this.paused || this.viewState === "paused" || this.viewState === "waiting") {
+        this.enter("paused");
         this.report("paused");
         await this.waitForChange(500);
         continue;
@@ -541,6 +572,7 @@ class TrainingWorker {
       if (!r.canStep()) {
         const t0 = performance.now();
         const waitingOn = r.blockers();
+        this.enter("gate");
         this.report("waiting", waitingOn);
         // Anti-entropy: an update lost on the way (or sent before a link was
         // open) is asked for again, from every peer that may retain it.
@@ -557,6 +589,7 @@ class TrainingWorker {
       const rows = this.sizedBatch ?? welcome.job.batch;
       const batch = this.sampler.nextBatch(rows, job.inputDim);
       if (!batch) {
+        this.enter("loading");
         this.report("loading");
         await this.waitForChange(250);
         continue;
@@ -569,6 +602,7 @@ class TrainingWorker {
       const lr =
         (welcome.job.learningRate * (batch.size / welcome.job.batch) * lrScale(welcome.job.lrScaling ?? "sum", this.activeWorkers)) /
         (1 + (job.lrDecay ?? 0) * this.sampler.passes);
+      this.enter("stepping");
       const t0 = performance.now();
       // One update buffer per job, written by every step (the update is
       // copied by the error feedback below, never kept).
@@ -618,10 +652,14 @@ class TrainingWorker {
     if (!live()) return;
     const r = this.replica;
     if (!r) return;
+    this.enter("draining");
     this.report("finished", [], true);
     cb.final(r.clock);
-    // Drain: wait until every worker's final updates are applied here.
-    let lastAsk = performance.now();
+    // Drain: wait until every worker's final updates are applied here. What
+    // has not come DRAIN_ASK_MS after the target is asked for again, then
+    // every second (the volunteers of an ended job wait for this to move on).
+    let lastAsk = 0;
+    let targetSeen = 0;
     for (;;) {
       if (!live()) return;
       const target = this.drainTarget;
@@ -632,8 +670,12 @@ class TrainingWorker {
         break;
       }
       this.chaseLacking(r, cb);
-      if (target && performance.now() - lastAsk > 2000) {
-        lastAsk = performance.now();
+      // Throttled like every report: the page's phase counters keep flowing while it drains.
+      this.report("finished");
+      const now = performance.now();
+      if (target && targetSeen === 0) targetSeen = now;
+      if (target && now - targetSeen > DRAIN_ASK_MS && now - lastAsk > 1000) {
+        lastAsk = now;
         for (const [id, c] of Object.entries(target)) if (r.vector(id) < c) cb.missing(id, r.vector(id));
       }
       await this.waitForChange(200);
@@ -643,6 +685,7 @@ class TrainingWorker {
       cb.model(r.clock, Comlink.transfer(p, [p]));
     }
     cb.digest(r.digest(), r.vectorClock());
+    this.enter("idle");
     this.report("drained", [], true);
   }
 }

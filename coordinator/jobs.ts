@@ -31,7 +31,7 @@ import { z } from "zod";
 import { JOBS } from "../client/jobs/registry.ts";
 import { allocate, fairnessError, rateTable, type JobDemand, type Volunteer } from "./alloc.ts";
 import { COORDINATOR_FLAGS, parseCoordinatorArgs, UsageError, type CoordinatorConfig } from "./cli.ts";
-import { gridJobId, type ClientMessage, type JoinMessage, type RejectCode, type ServerMessage } from "./protocol.ts";
+import { gridJobId, type ClientMessage, type JoinMessage, type PhaseTimes, type RejectCode, type ServerMessage } from "./protocol.ts";
 import type { GridRun } from "./server.ts";
 import { sinkLike, type Sink } from "./outbox.ts";
 
@@ -164,6 +164,8 @@ interface Vol {
   target: { job: string; reason: string } | null;
   /** Since when it computed for its current job (utilization), or null. */
   since: number;
+  /** The page's own count of its trainer's time by phase, over all its jobs (its last report), ms. */
+  phaseMs: PhaseTimes | null;
 }
 
 export interface MoveRecord {
@@ -315,7 +317,7 @@ export class JobGrid {
   /** A control connection opened. */
   connect(send: Sink<ServerMessage>): string {
     const id = `v${this.nextVol++}`;
-    this.vols.set(id, { id, send, name: "", available: false, job: null, worker: null, member: null, rates: new Map(), meters: new Map(), moving: null, target: null, since: 0 });
+    this.vols.set(id, { id, send, name: "", available: false, job: null, worker: null, member: null, rates: new Map(), meters: new Map(), moving: null, target: null, since: 0, phaseMs: null });
     return id;
   }
 
@@ -451,6 +453,7 @@ export class JobGrid {
     if (!v || v.job === null || v.worker === null) return;
     const j = this.jobs.get(v.job) as GridJob;
     if (msg.type === "clock" && msg.stepMs > 0 && msg.batch > 0) this.measure(v, j.id, (msg.batch * 1000) / msg.stepMs, msg.clock);
+    if (msg.type === "clock" && msg.phaseMs !== undefined) v.phaseMs = msg.phaseMs;
     if (msg.type === "leave" && v.moving) {
       this.completeMove(v);
       return;
@@ -719,6 +722,7 @@ export class JobGrid {
         worker: v.worker,
         moving: v.moving ? v.moving.to : null,
         computingMs: v.job !== null && v.since > 0 ? now - v.since : 0,
+        ...(v.phaseMs !== null ? { phaseMs: v.phaseMs } : {}),
         rates: Object.fromEntries([...v.rates].map(([k, r]) => [k, Math.round(r)])),
       })),
       moves: this.moves.slice(-100),

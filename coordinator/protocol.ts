@@ -64,6 +64,17 @@ export const joinSchema = z.object({
   rejoin: z.string().regex(/^[0-9a-f]{32}$/).optional(),
 });
 
+/**
+ * What a page's trainer worker did with its time (client/worker.ts): stepping
+ * (compute, apply, send; a paced page's stand-in for compute), in the
+ * staleness gate waiting for peers, loading (snapshot, data, sync), paused,
+ * draining (stopped, waiting for the last updates), idle (no membership).
+ */
+export const WORKER_PHASES = ["stepping", "gate", "loading", "paused", "draining", "idle"] as const;
+export type WorkerPhase = (typeof WORKER_PHASES)[number];
+const phaseTimesSchema = z.object(Object.fromEntries(WORKER_PHASES.map((p) => [p, finite.min(0)])) as Record<WorkerPhase, typeof finite>);
+export type PhaseTimes = Record<WorkerPhase, number>;
+
 export const clockReportSchema = z.object({
   type: z.literal("clock"),
   /** Iterations this worker has completed. */
@@ -87,6 +98,13 @@ export const clockReportSchema = z.object({
   stalenessHist: z.array(nonNegInt).max(STALENESS_BUCKETS).optional(),
   /** Time spent blocked by the SSP gate since joining, ms. */
   waitMs: finite.min(0).optional(),
+  /**
+   * The page's trainer time by phase since it loaded, over every job it
+   * worked for, ms (client/worker.ts `WorkerPhase`; utilization).
+   */
+  phaseMs: z
+    .object({ stepping: finite.min(0), gate: finite.min(0), loading: finite.min(0), paused: finite.min(0), draining: finite.min(0), idle: finite.min(0) })
+    .optional(),
   /** Shards whose every example this worker processed since its last report. */
   shardsDone: z.array(nonNegInt).max(10_000).optional(),
   /** Sequence number echoed in the `ack` (latency measurements). */

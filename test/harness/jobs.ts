@@ -20,6 +20,7 @@ import { chromium, type Browser } from "@playwright/test";
 import { CHROMIUM_ARGS, chromiumExecutable } from "../support/chromium.ts";
 import { startCoordinatorProcess, type CoordinatorProcess } from "../support/coordinator.ts";
 import { pageQuery } from "./run.ts";
+import { WORKER_PHASES, type PhaseTimes, type WorkerPhase } from "../../coordinator/protocol.ts";
 import type { RunSpec } from "./flags.ts";
 
 /** Seconds either side of a job's start or end over which utilization is also given. */
@@ -27,19 +28,27 @@ export const WINDOW_SEC = 10;
 
 export interface JobsSample {
   readonly t: number;
+  /** How long the coordinator took to answer this sample's `GET /api/jobs`, ms. */
+  readonly fetchMs?: number;
   readonly fairnessError: number;
   readonly jobs: readonly { id: string; state: string; volunteers: number; target: number; actual: number }[];
-  /** Per volunteer: its job and worker, and that worker's clock (null when it has none). */
-  readonly volunteers: readonly { id: string; job: string | null; worker: string | null; clock: number | null }[];
+  /**
+   * Per volunteer: its job and worker, and that worker's clock (null when it
+   * has none); `phaseMs`, the page's own count of its trainer's time by phase
+   * over all its jobs, as of its last report.
+   */
+  readonly volunteers: readonly { id: string; job: string | null; worker: string | null; clock: number | null; phaseMs?: PhaseTimes }[];
 }
 
 export interface JobsSummary {
   readonly outcome: "done" | "timeout" | "error";
   readonly reason: string;
   readonly utilization: number | null;
+  /** The pages' own time by phase, same intervals (`phaseShares`). */
+  readonly phases: PhaseShares | null;
   /** The same intervals by what the volunteers did (shares; `computing` is the utilization). */
   readonly uses: Record<IntervalUse, number>;
-  readonly windows: readonly { event: string; t: number; utilization: number | null }[];
+  readonly windows: readonly { event: string; t: number; utilization: number | null; phases: PhaseShares | null }[];
   readonly fairness: { mean: number | null; max: number | null; settleSec: readonly { event: string; sec: number | null }[] };
   readonly moves: number;
   readonly jobs: readonly { id: string; state: string; doneSec: number | null; digestsAgree: boolean | null }[];
@@ -47,7 +56,7 @@ export interface JobsSummary {
 
 interface ApiJobs {
   jobs: { id: string; job: { state: string }; volunteers: number; share: { target: number; actual: number }; workers: { id: string; state: string; clock: number; digest: { sum: number; l2: number; proj: number[] } | null }[]; events: { t: number; kind: string }[] }[];
-  volunteers: { id: string; job: string | null; worker: string | null; moving: string | null }[];
+  volunteers: { id: string; job: string | null; worker: string | null; moving: string | null; phaseMs?: PhaseTimes }[];
   moves: unknown[];
   fairnessError: number;
 }
@@ -76,6 +85,47 @@ export function utilization(samples: readonly JobsSample[], from: number, to: nu
     }
   }
   return all > 0 ? busy / all : null;
+}
+
+/** Shares of the volunteers' time by what their trainer did (WORKER_PHASES), and `noReport`: no count for the interval. */
+export type PhaseShares = Record<WorkerPhase | "noReport", number>;
+
+/**
+ * Utilization by the pages' own clocks: over the same intervals as
+ * `utilization`, each volunteer's time by its trainer's phase (stepping, in
+ * the staleness gate, loading, paused, draining, idle), from the increase of
+ * its page's counters. A page reports up to 200 ms late, so an interval's
+ * increases are scaled to the interval's length; an interval in which a
+ * volunteer's counters did not move at all (no report: between jobs, or a
+ * page that stopped reporting) counts as `noReport`. Unlike `utilization` it
+ * does not count a whole interval busy for one step in it, nor idle for a
+ * move within it.
+ */
+export function phaseShares(samples: readonly JobsSample[], from: number, to: number): PhaseShares | null {
+  const out: PhaseShares = { stepping: 0, gate: 0, loading: 0, paused: 0, draining: 0, idle: 0, noReport: 0 };
+  let all = 0;
+  for (let i = 1; i < samples.length; i++) {
+    const a = samples[i - 1] as JobsSample;
+    const b = samples[i] as JobsSample;
+    if (a.t < from || b.t > to || !(someJobRan(a) || someJobRan(b))) continue;
+    const before = new Map(a.volunteers.map((v) => [v.id, v]));
+    const len = b.t - a.t;
+    for (const v of b.volunteers) {
+      const p = before.get(v.id);
+      if (!p) continue;
+      all += len;
+      const d = WORKER_PHASES.map((k) => Math.max(0, (v.phaseMs?.[k] ?? 0) - (p.phaseMs?.[k] ?? 0)));
+      const sum = d.reduce((x, y) => x + y, 0);
+      if (sum <= 0) {
+        out.noReport += len;
+        continue;
+      }
+      WORKER_PHASES.forEach((k, n) => (out[k] += (len * (d[n] as number)) / sum));
+    }
+  }
+  if (all <= 0) return null;
+  for (const k of Object.keys(out) as (keyof PhaseShares)[]) out[k] /= all;
+  return out;
 }
 
 /** Where the (volunteer, interval) pairs of `utilization` went. */
@@ -150,17 +200,21 @@ export async function runJobsExperiment(
     let allJoinedAt: number | null = null;
     const seenDone = new Set<string>();
     while (now() < spec.timeoutSec) {
-      const res = await fetch(`${coord.url}/api/jobs`, { signal: AbortSignal.timeout(5000) });
+      // A slow answer is recorded (`fetchMs`), not fatal: the coordinator shares the machine's two cores with six pages.
+      const asked = performance.now();
+      const res = await fetch(`${coord.url}/api/jobs`, { signal: AbortSignal.timeout(30_000) });
       const l = (await res.json()) as ApiJobs;
+      const fetchMs = Math.round(performance.now() - asked);
       last = l;
       const t = now();
       const clockOf = new Map<string, number>();
       for (const j of l.jobs) for (const w of j.workers) clockOf.set(`${j.id}/${w.id}`, w.clock);
       samples.push({
         t,
+        fetchMs,
         fairnessError: l.fairnessError,
         jobs: l.jobs.map((j) => ({ id: j.id, state: j.job.state, volunteers: j.volunteers, target: j.share.target, actual: j.share.actual })),
-        volunteers: l.volunteers.map((v) => ({ id: v.id, job: v.moving === null ? v.job : null, worker: v.moving === null ? v.worker : null, clock: v.job !== null && v.worker !== null ? (clockOf.get(`${v.job}/${v.worker}`) ?? null) : null })),
+        volunteers: l.volunteers.map((v) => ({ id: v.id, job: v.moving === null ? v.job : null, worker: v.moving === null ? v.worker : null, clock: v.job !== null && v.worker !== null ? (clockOf.get(`${v.job}/${v.worker}`) ?? null) : null, ...(v.phaseMs !== undefined ? { phaseMs: v.phaseMs } : {}) })),
       });
       if (allJoinedAt === null && l.volunteers.length >= spec.workers) {
         allJoinedAt = t;
@@ -211,7 +265,11 @@ export async function runJobsExperiment(
   const start = running[0]?.t ?? Infinity;
   const end = running.at(-1)?.t ?? start;
   const jobEvents = events.filter((e) => e.event !== "all volunteers have a job");
-  const windows = jobEvents.map((e) => ({ event: e.event, t: e.t, utilization: utilization(samples, Math.max(start, e.t - WINDOW_SEC), Math.min(end, e.t + WINDOW_SEC)) }));
+  const windows = jobEvents.map((e) => {
+    const from = Math.max(start, e.t - WINDOW_SEC);
+    const to = Math.min(end, e.t + WINDOW_SEC);
+    return { event: e.event, t: e.t, utilization: utilization(samples, from, to), phases: phaseShares(samples, from, to) };
+  });
   const multi = samples.filter((s) => s.t >= start && s.jobs.filter((j) => j.state === "running").length >= 2);
   const errs = multi.map((s) => s.fairnessError);
   // Only events while some job still ran (after the last one ends there is no share to settle).
@@ -235,6 +293,7 @@ export async function runJobsExperiment(
       outcome,
       reason,
       utilization: utilization(samples, start, end),
+      phases: phaseShares(samples, start, end),
       uses: intervalUses(samples, start, end),
       windows,
       fairness: { mean: errs.length > 0 ? errs.reduce((a, b) => a + b, 0) / errs.length : null, max: errs.length > 0 ? Math.max(...errs) : null, settleSec },

@@ -15,7 +15,7 @@ import { parseHarnessArgs, UsageError, USAGE, type HarnessConfig } from "./flags
 import { Progress } from "./progress.ts";
 import { comparisonMarkdown, writeReport } from "./report.ts";
 import { runExperiment, stopAllNow, type RunResult } from "./run.ts";
-import { runJobsExperiment } from "./jobs.ts";
+import { runJobsExperiment, type PhaseShares } from "./jobs.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
@@ -64,14 +64,17 @@ async function main(): Promise<number> {
     const loadStart = loadavg();
     const { summary, samples, coordinatorLog, pagesLog, last } = await runJobsExperiment(jobsRun, jobsRun.submits, (l) => process.stdout.write(`${l}\n`));
     const pct = (x: number | null): string => (x === null ? "-" : `${(x * 100).toFixed(1)}%`);
+    const inGate = (p: PhaseShares | null): number | null => (p === null ? null : p.stepping + p.gate);
     process.stdout.write(
       [
         `outcome: ${summary.outcome} (${summary.reason}); ${summary.moves} moves`,
         `| measure | value |`,
         `| --- | --- |`,
         `| utilization (whole run) | ${pct(summary.utilization)} |`,
+        `| pages' own time (whole run): in a job's gate (stepping + waiting for peers) | ${pct(inGate(summary.phases))} |`,
+        `| … stepping / gate / loading / draining / paused / idle / no report | ${summary.phases === null ? "-" : (["stepping", "gate", "loading", "draining", "paused", "idle", "noReport"] as const).map((k) => pct(summary.phases?.[k] ?? null)).join(" / ")} |`,
         ...Object.entries(summary.uses).filter(([k]) => k !== "computing").map(([k, x]) => `| … idle: ${k} | ${pct(x)} |`),
-        ...summary.windows.map((w) => `| utilization ±10 s around ${w.event} (${w.t.toFixed(1)} s) | ${pct(w.utilization)} |`),
+        ...summary.windows.map((w) => `| utilization ±10 s around ${w.event} (${w.t.toFixed(1)} s) | ${pct(w.utilization)} (own time in a gate ${pct(inGate(w.phases))}, stepping ${pct(w.phases?.stepping ?? null)}) |`),
         `| fairness error while ≥ 2 jobs ran: mean / max | ${pct(summary.fairness.mean)} / ${pct(summary.fairness.max)} |`,
         ...summary.fairness.settleSec.map((x) => `| fairness error ≤ 10% after ${x.event} | ${x.sec === null ? "never" : `${x.sec.toFixed(1)} s`} |`),
         ...summary.jobs.map((j) => `| job ${j.id} | ${j.state}${j.doneSec !== null ? ` at ${j.doneSec.toFixed(1)} s` : ""}, digests ${j.digestsAgree === null ? "-" : j.digestsAgree ? "agree" : "DIFFER"} |`),

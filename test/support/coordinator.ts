@@ -67,6 +67,8 @@ export async function startCoordinatorProcess(
   const child = spawn(
     process.execPath,
     [
+      // GRID_COORDINATOR_NODE_ARGS: extra Node flags for the coordinator (e.g. --cpu-prof to profile a harness run).
+      ...(process.env["GRID_COORDINATOR_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== ""),
       "--import", "tsx",
       "coordinator/main.ts",
       "--port", String(opts.port ?? 0),

@@ -120,6 +120,12 @@ describe("coordinator server", () => {
     // A joined worker that sends garbage and a bad model upload is refused too.
     good.ws.send(JSON.stringify({ type: "clock", clock: -5, minApplied: 0, loss: 1, stepMs: 1, batch: 8, examples: 0, bytesIn: 0, bytesOut: 0, peers: 0 }));
     expect((await good.next((m) => m.type === "error")).type).toBe("error");
+    // Phase counters must be six non-negative numbers.
+    const report = { type: "clock", clock: 1, minApplied: 0, loss: 1, stepMs: 1, batch: 8, examples: 0, bytesIn: 0, bytesOut: 0, peers: 0 };
+    good.ws.send(JSON.stringify({ ...report, phaseMs: { stepping: 5, gate: -1, loading: 0, paused: 0, draining: 0, idle: 0 } }));
+    expect((await good.next((m) => m.type === "error")).type).toBe("error");
+    good.ws.send(JSON.stringify({ ...report, phaseMs: { stepping: 5 } }));
+    expect((await good.next((m) => m.type === "error")).type).toBe("error");
     good.ws.send(Buffer.from(encodeModelUpload(5, new Float32Array(10))));
     expect((await good.next((m) => m.type === "error")).type).toBe("error");
     good.ws.send(JSON.stringify({ type: "join", backend: "cpu", kernel: "k", adapter: "a" }));

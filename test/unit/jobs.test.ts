@@ -16,7 +16,7 @@ import { startServer, type RunningServer } from "../../coordinator/server.ts";
 import { decodeModelUpload, encodeModelUpload, parseServerMessage, type ServerMessage } from "../../coordinator/protocol.ts";
 import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
 import { jobRows, moveLines, parseJobsList } from "../../coordinator/console/jobs.ts";
-import { intervalUses, utilization, type JobsSample } from "../harness/jobs.ts";
+import { phaseShares, intervalUses, utilization, type JobsSample } from "../harness/jobs.ts";
 import { parseHarnessArgs } from "../harness/flags.ts";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
@@ -112,7 +112,8 @@ class FakePage {
     this.join();
   }
   clock(clock: number, stepMs = 10): void {
-    this.grid.onMessage(this.vid, { type: "clock", clock, minApplied: 0, loss: 1, stepMs, batch: 8, examples: clock * 8, bytesIn: 0, bytesOut: 0, peers: 0 });
+    const phaseMs = { stepping: clock * stepMs, gate: clock, loading: 0, paused: 0, draining: 0, idle: 0 };
+    this.grid.onMessage(this.vid, { type: "clock", clock, minApplied: 0, loss: 1, stepMs, batch: 8, examples: clock * 8, bytesIn: 0, bytesOut: 0, peers: 0, phaseMs });
   }
 }
 
@@ -213,6 +214,9 @@ describe("volunteers shared between jobs", () => {
         await new Promise((r) => setTimeout(r, 20)); // the evaluation answers asynchronously
       }
     }
+    // `GET /api/jobs` shows each volunteer's phase counters as its page last reported them.
+    const row = (grid.list() as { volunteers: { id: string; phaseMs?: Record<string, number> }[] }).volunteers.find((v) => v.id === p.vid);
+    expect(row?.phaseMs).toEqual({ stepping: 120, gate: 12, loading: 0, paused: 0, draining: 0, idle: 0 });
     grid.disconnect(p.vid); // its page closed: job b has no worker left
     const st = b.status() as { view: { active: unknown[] }; events: { kind: string; detail?: string }[] };
     expect(st.view.active).toHaveLength(0);
@@ -369,6 +373,36 @@ describe("the harness's utilization measure", () => {
       "joined, no step yet": 0,
       "stalled after stepping": 2 / 3,
     });
+  });
+
+  it("splits the volunteers' time by their pages' own phase counters, scaled to each interval, moves included", () => {
+    const ran = [{ id: "a", state: "running", volunteers: 2, target: 1, actual: 1 }];
+    const at = (t: number, v: JobsSample["volunteers"], jobs: JobsSample["jobs"] = ran): JobsSample => ({ t, fairnessError: 0, jobs, volunteers: v });
+    const ph = (stepping: number, gate: number, loading = 0, draining = 0, idle = 0) => ({ stepping, gate, loading, paused: 0, draining, idle });
+    const samples = [
+      at(0, [{ id: "v1", job: "a", worker: "w1", clock: 1, phaseMs: ph(0, 0) }, { id: "v2", job: "b", worker: "w1", clock: 1, phaseMs: ph(100, 0) }]),
+      // v2 moved within the interval: 200 ms draining, 300 idle, 200 loading, 300 stepping in its new job.
+      at(1, [{ id: "v1", job: "a", worker: "w1", clock: 3, phaseMs: ph(600, 400) }, { id: "v2", job: "a", worker: "w2", clock: 4, phaseMs: ph(400, 0, 200, 200, 300) }]),
+      // A report's lag: 1,200 ms counted in a 1 s interval are scaled to it.
+      at(2, [{ id: "v1", job: "a", worker: "w1", clock: 5, phaseMs: ph(1200, 1000) }, { id: "v2", job: "a", worker: "w2", clock: 4, phaseMs: ph(400, 0, 200, 200, 300) }]),
+    ];
+    const first = phaseShares(samples, 0, 1)!;
+    expect(first.stepping).toBeCloseTo((600 + 300) / 2000, 12);
+    expect(first.gate).toBeCloseTo(400 / 2000, 12);
+    expect(first.loading + first.draining + first.idle).toBeCloseTo(700 / 2000, 12);
+    expect(first.noReport).toBe(0);
+    const both = phaseShares(samples, 0, 2)!;
+    // v1's second interval: 600 + 600 of 1,200 → half a second each; v2 did not report: no report.
+    expect(both.stepping).toBeCloseTo((600 + 300 + 500) / 4000, 12);
+    expect(both.gate).toBeCloseTo((400 + 500) / 4000, 12);
+    expect(both.noReport).toBeCloseTo(1000 / 4000, 12);
+    expect(Object.values(both).reduce((x, y) => x + y, 0)).toBeCloseTo(1, 12);
+    expect(utilization(samples, 0, 1)).toBe(1 / 2);
+    expect(phaseShares(samples, 5, 9)).toBeNull();
+    // Intervals in which no job ran do not count.
+    const over = [...samples, at(3, [{ id: "v1", job: null, worker: null, clock: null, phaseMs: ph(1200, 1000, 0, 0, 1000) }], []), at(4, [{ id: "v1", job: null, worker: null, clock: null }], [])];
+    expect(phaseShares(over, 2, 3)!.idle).toBe(1);
+    expect(phaseShares(over, 3, 4)).toBeNull();
   });
 
   it("takes --jobs FILE and --submit SEC:FILE, and leaves each job's --min-workers to its entry", () => {
