@@ -1,11 +1,15 @@
 import { defineConfig } from "vite";
 import { resolve } from "node:path";
+import { tfjsThreadsPlugin } from "./scripts/tfjs-threads-plugin.ts";
 
 // Multi-page build: the volunteer page (/), the organizer's console (/console)
 // and the kernel self-test page (/selftest.html). Workers are bundled as ES
-// modules; WGSL sources are imported with `?raw`.
+// modules; WGSL sources are imported with `?raw`. TF.js's threaded WASM
+// factory keeps its original source for its pthread workers in both the page
+// and the worker bundles (scripts/tfjs-threads-plugin.ts).
 export default defineConfig({
   root: ".",
+  plugins: [tfjsThreadsPlugin()],
   base: "/",
   build: {
     outDir: "dist",
@@ -22,6 +26,6 @@ export default defineConfig({
       },
     },
   },
-  worker: { format: "es" },
+  worker: { format: "es", plugins: () => [tfjsThreadsPlugin()] },
   server: { host: "127.0.0.1" },
 });
