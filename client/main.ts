@@ -3,7 +3,8 @@
  * the training worker (comlink), carries updates between the worker and the
  * peers (RTCPeerConnection exists only in pages, not in workers), and shows
  * what it is doing. URL parameters: ?coordinator=URL ?backend=webgpu|cpu
- * ?slowdown=F ?steptime=MS ?name=LABEL (pacing: client/pace.ts).
+ * ?slowdown=F ?steptime=MS ?name=LABEL (pacing: client/pace.ts)
+ * ?threads=N (the CPU path's WASM threads: client/gpu/wasm-threads.ts).
  *
  * One page lives through several memberships: a drop (straggler, pause) or a
  * lost coordinator connection ends one; the page joins again with its
@@ -38,11 +39,13 @@ import type { TrainingWorkerApi, WorkerReport } from "./worker.ts";
 import { PageView } from "./ui.ts";
 import { runMfPage } from "./mf/page.ts";
 import { paceFromParams } from "./pace.ts";
+import { parseThreadsParam } from "./gpu/wasm-threads.ts";
 
 const params = new URLSearchParams(location.search);
 const coordinator = (params.get("coordinator") ?? location.origin).replace(/\/+$/, "");
 const forced = params.get("backend");
 const backendParam = forced === "webgpu" || forced === "cpu" ? forced : null;
+const threadsParam = parseThreadsParam(params.get("threads"));
 const pace = paceFromParams(params);
 const name = (params.get("name") ?? "").slice(0, 60);
 
@@ -210,13 +213,17 @@ async function main(): Promise<void> {
     const hooks: GridTestHooks = { loseDevice: () => worker.loseDevice() };
     (window as unknown as { gridTest: GridTestHooks }).gridTest = hooks;
   }
-  const init = await worker.init(backendParam, job.name, 512);
+  const init = await worker.init(backendParam, job.name, 512, threadsParam);
   /** The job kind the worker's kernels are prepared for (a move to another kind prepares again). */
   let kernels: Promise<string> = Promise.resolve(job.name);
   pageState.backend = init.backend;
   ui.setAdapter(`${init.backend} · ${init.kernel} · ${init.adapter}`);
   if (init.fallbackReason && backendParam !== "cpu") {
     ui.webgpuUnavailable(init.fallbackReason);
+  }
+  if (init.threadsNote !== null) {
+    ui.notice(init.threadsNote, "info", "wasm-threads");
+    log(init.threadsNote);
   }
 
   let ws: WebSocket | null = null;

@@ -12,6 +12,7 @@ import { ErrorFeedback, NO_COMPRESSION, encodeExact, parseCompression, type Comp
 import { yieldToEventLoop, type SoftmaxBackend } from "./gpu/backend.ts";
 import type { Encoding } from "./peer/frames.ts";
 import { selectBackend } from "./gpu/select.ts";
+import { wasmStartInfo } from "./gpu/wasm-backend.ts";
 import { asResilient } from "./gpu/resilient.ts";
 import { jobFor } from "./jobs/registry.ts";
 import { idleAfterStep, NO_PACE, type Pace } from "./pace.ts";
@@ -76,6 +77,8 @@ export interface InitResult {
   readonly adapter: string;
   /** Why WebGPU is not used, when it is not. */
   readonly fallbackReason: string | null;
+  /** The CPU path wanted WASM threads and runs on one: why (gpu/wasm-backend.ts). */
+  readonly threadsNote: string | null;
 }
 
 const REPORT_EVERY_MS = 200;
@@ -185,13 +188,13 @@ class TrainingWorker {
   }
 
   /** Pick the compute backend for `jobName` (see gpu/select.ts). */
-  async init(forceBackend: "webgpu" | "cpu" | null, jobName: string, maxBatch: number): Promise<InitResult> {
+  async init(forceBackend: "webgpu" | "cpu" | null, jobName: string, maxBatch: number, wasmThreads: number | null = null): Promise<InitResult> {
     const job = jobFor(jobName);
     if (!job) throw new Error(`unknown job ${jobName}`);
-    const { backend, fallbackReason } = await selectBackend(job, forceBackend, maxBatch);
+    const { backend, fallbackReason } = await selectBackend(job, forceBackend, maxBatch, { wasmThreads });
     this.backend = backend;
     this.gpuEventsLogged = 0;
-    return { backend: backend.backend, kernel: backend.kernel, adapter: backend.adapter, fallbackReason };
+    return { backend: backend.backend, kernel: backend.kernel, adapter: backend.adapter, fallbackReason, threadsNote: wasmStartInfo()?.note ?? null };
   }
 
   /**

@@ -51,6 +51,8 @@ export interface SelectOptions {
   readonly store?: ChoiceStore | null;
   /** Timing budget per candidate after its warm-up step, ms; default 250. */
   readonly budgetMs?: number;
+  /** The CPU path's `?threads=N` (gpu/wasm-threads.ts); default the thread rule. */
+  readonly wasmThreads?: number | null;
 }
 
 const GPU_STRATEGIES: readonly MatmulStrategy[] = ["vec4", "tiled"];
@@ -146,7 +148,7 @@ export async function selectBackend(
   if (force !== "webgpu" || device === null) {
     candidates.push({
       kernel: "wasm-xnnpack",
-      build: async () => createWasmBackend(options.wasmPaths ?? (await defaultWasmPaths()), Math.max(maxBatch, 1)),
+      build: async () => createWasmBackend(options.wasmPaths ?? (await defaultWasmPaths()), Math.max(maxBatch, 1), { threads: options.wasmThreads ?? null }),
     });
   }
   if (device !== null) {

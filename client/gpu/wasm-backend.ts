@@ -7,7 +7,13 @@
  * Contract:
  * - `createWasmBackend(paths)` initializes TF.js's "wasm" backend with the
  *   .wasm binaries at `paths` (URLs served from dist/ in the browser, file
- *   paths in Node) and rejects when WASM cannot start.
+ *   paths in Node) and rejects when WASM cannot start. The first start in a
+ *   realm picks the build and thread count (gpu/wasm-threads.ts); later
+ *   calls reuse it. A threaded start that fails (a thread's error, or no
+ *   answer within its bound) falls back to the single-thread build and says
+ *   so in `wasmStartInfo().note`; it never leaves the caller waiting.
+ * - The backend's `adapter` says how many threads it runs with
+ *   ("cpu, 2 wasm threads"): that is what the page and the status show.
  * - TF.js keeps one global engine: every session makes "wasm" the active
  *   backend before it runs, so other TF.js users of the same realm (the bench
  *   page) cannot pull it onto another backend.
@@ -16,7 +22,7 @@
  *   against 25 ms for `matMul(a, b, true)` at 784×128·128×256 in TF.js 4.22.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import { getThreadsCount, setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import {
   adamCorrections,
   checkAdam,
@@ -30,6 +36,7 @@ import {
   type Session,
   type Tensor,
 } from "./backend.ts";
+import { boundStart, planWasmThreads, THREADED_START_BOUND_MS, threadsLabel, type WasmThreadsPlan } from "./wasm-threads.ts";
 
 /** Where the three TF.js WASM binaries are. */
 export interface WasmPaths {
@@ -42,16 +49,127 @@ interface WasmTensor extends Tensor {
   readonly t: tf.Tensor;
 }
 
-let ready: Promise<void> | null = null;
+/** How TF.js's WASM backend started in this realm. */
+export interface WasmStartInfo {
+  /** The build that runs: the threaded SIMD one or the single-thread SIMD (or plain) one. */
+  readonly threaded: boolean;
+  /** Threads XNNPACK runs with, as TF.js reports it (1 with the single-thread build). */
+  readonly threads: number;
+  /** What the thread rule decided and why (gpu/wasm-threads.ts). */
+  readonly plan: WasmThreadsPlan;
+  /** Set when the threaded build was wanted but did not start: why, and that the single-thread build runs. */
+  readonly note: string | null;
+  /** Milliseconds the start took (both attempts when it fell back). */
+  readonly ms: number;
+}
 
-/** Starts TF.js's WASM backend once per realm. */
-export function initTfWasm(paths: WasmPaths | string): Promise<void> {
+export interface WasmStartOptions {
+  /** `?threads=N` (only heeded in a cross-origin isolated realm); null: the default rule. */
+  readonly threads?: number | null;
+  /** Bound on the threaded start, ms (default THREADED_START_BOUND_MS). */
+  readonly boundMs?: number;
+}
+
+let ready: Promise<WasmStartInfo> | null = null;
+let started: WasmStartInfo | null = null;
+
+/** How the WASM backend started, once it has (null before). */
+export function wasmStartInfo(): WasmStartInfo | null {
+  return started;
+}
+
+const MULTITHREAD_FLAG = "WASM_HAS_MULTITHREAD_SUPPORT";
+
+/** The realm's uncaught errors, as `boundStart` listens to them (none outside a browser realm). */
+function realmErrors(): { add(f: (message: string) => void): () => void } | null {
+  if (typeof globalThis.addEventListener !== "function") return null;
+  return {
+    add(f) {
+      const on = (e: Event): void => f(e instanceof ErrorEvent ? e.message || "error" : e.type);
+      globalThis.addEventListener("error", on);
+      return () => globalThis.removeEventListener("error", on);
+    },
+  };
+}
+
+/**
+ * Forget a threaded start that failed and make "wasm" start again with the
+ * single-thread build: TF.js keeps the pending start (which may never settle)
+ * and awaits it on every later `setBackend`, so the registration is replaced
+ * and the engine's pending start dropped.
+ */
+function resetForSingleThread(): void {
+  const factory = tf.findBackendFactory("wasm");
+  if (factory === null) throw new Error("TF.js's wasm backend is not registered");
+  tf.removeBackend("wasm");
+  const engine = tf.engine() as unknown as { pendingBackendInit?: unknown; pendingBackendInitId?: unknown };
+  if (engine.pendingBackendInit != null) {
+    if (typeof engine.pendingBackendInitId !== "number") throw new Error("TF.js's engine is not as expected: cannot drop the failed start");
+    engine.pendingBackendInitId++;
+    engine.pendingBackendInit = null;
+  }
+  tf.env().set(MULTITHREAD_FLAG, false);
+  // The package registers itself with priority 2 (its base.ts).
+  tf.registerBackend("wasm", factory, 2);
+}
+
+/**
+ * TF.js 4.22's WASM module caps XNNPACK's threads at
+ * `hardwareConcurrency / 2` (it counts two hyper-threads per core), reading
+ * the count once as the module starts; `setThreadsCount` cannot go past it
+ * (one thread on a 2-core machine). For `threads` above that cap the realm's
+ * navigator shows `2 × threads` until the start settles; the returned
+ * function puts the real value back. Only this realm (the trainer worker, a
+ * probe worker) sees it, and only during the start.
+ */
+function liftThreadCap(threads: number): () => void {
+  const nav = (globalThis as { navigator?: Navigator }).navigator;
+  if (nav === undefined || Math.floor((nav.hardwareConcurrency || 1) / 2) >= threads) return () => {};
+  Object.defineProperty(nav, "hardwareConcurrency", { value: 2 * threads, configurable: true, enumerable: true });
+  return () => {
+    delete (nav as unknown as { hardwareConcurrency?: number }).hardwareConcurrency;
+  };
+}
+
+async function startWasm(): Promise<void> {
+  if (!(await tf.setBackend("wasm"))) throw new Error("TF.js could not start its WASM backend");
+  await tf.ready();
+}
+
+/** Starts TF.js's WASM backend once per realm (see the file comment for the build and threads). */
+export function initTfWasm(paths: WasmPaths | string, options: WasmStartOptions = {}): Promise<WasmStartInfo> {
   ready ??= (async () => {
+    const t0 = performance.now();
     setWasmPaths(typeof paths === "string" ? paths : { ...paths });
-    // The wasm backend registers itself when its module is imported.
+    // The wasm backend registers itself (and its flags) when its module is imported.
     await import("@tensorflow/tfjs-backend-wasm");
-    if (!(await tf.setBackend("wasm"))) throw new Error("TF.js could not start its WASM backend");
-    await tf.ready();
+    const plan = planWasmThreads({
+      isolated: (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true,
+      threadsSupported: (await tf.env().getAsync(MULTITHREAD_FLAG)) === true,
+      cores: typeof navigator === "undefined" ? undefined : navigator.hardwareConcurrency,
+      requested: options.threads ?? null,
+    });
+    let note: string | null = null;
+    if (plan.threaded) {
+      setThreadsCount(plan.threads);
+      const restore = liftThreadCap(plan.threads);
+      try {
+        await boundStart(startWasm(), options.boundMs ?? THREADED_START_BOUND_MS, realmErrors());
+      } catch (e) {
+        note = `WASM threads did not start (${e instanceof Error ? e.message : String(e)}); the CPU path runs on one thread`;
+        resetForSingleThread();
+        await startWasm();
+      } finally {
+        restore();
+      }
+    } else {
+      // Also where threads exist but the rule says one: the single-thread build.
+      tf.env().set(MULTITHREAD_FLAG, false);
+      await startWasm();
+    }
+    const threaded = note === null && plan.threaded;
+    started = { threaded, threads: threaded ? getThreadsCount() : 1, plan, note, ms: performance.now() - t0 };
+    return started;
   })();
   ready.catch(() => {
     ready = null;
@@ -102,7 +220,11 @@ function session(): Session {
           // ArrayBuffer per tensor, and touching fresh pages is what a
           // step's time went to (3–6 ms per 800 KB on the test machine).
           const at = heap.offset(t.dataId) / 4;
-          dst.set(heap.f32().subarray(at, at + dst.length));
+          const view = heap.f32();
+          // The threaded build refreshes its heap views lazily after the
+          // memory grows: a view too short for the tensor reads through data().
+          if (at + dst.length <= view.length) dst.set(view.subarray(at, at + dst.length));
+          else dst.set(await t.data());
         } else {
           dst.set(await t.data());
         }
@@ -213,15 +335,15 @@ function session(): Session {
  * The CPU path on TF.js WASM; `maxRows` bounds the rows of one session.
  * Rejects when the WASM backend cannot start.
  */
-export async function createWasmBackend(paths: WasmPaths | string, maxRows = 4096): Promise<ComputeBackend> {
-  await initTfWasm(paths);
+export async function createWasmBackend(paths: WasmPaths | string, maxRows = 4096, options: WasmStartOptions = {}): Promise<ComputeBackend> {
+  const info = await initTfWasm(paths, options);
   let rows = maxRows;
   let disposed = false;
   let tail: Promise<unknown> = Promise.resolve();
   return {
     backend: "cpu",
     kernel: "wasm-xnnpack",
-    adapter: "cpu",
+    adapter: `cpu, ${threadsLabel(info.threads)}`,
     get maxRows() {
       return rows;
     },
