@@ -69,6 +69,8 @@ export interface CoordinatorConfig {
   readonly jobsFile: string | null;
   /** Several jobs: the allocation is recomputed at least this often, ms (`--rebalance-interval`). */
   readonly rebalanceMs: number;
+  /** Serve every response with COOP/COEP so pages can run WASM threads (`--cross-origin-isolation on|off`, default off; coordinator/isolation.ts). */
+  readonly crossOriginIsolation: boolean;
 }
 
 export const COORDINATOR_FLAGS = {
@@ -108,6 +110,7 @@ export const COORDINATOR_FLAGS = {
   fresh: { type: "boolean" },
   "checkpoint-interval": { type: "string" },
   "rebalance-interval": { type: "string" },
+  "cross-origin-isolation": { type: "string" },
 } as const;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
@@ -241,6 +244,7 @@ export function configFromValues(values: Record<string, string | boolean | undef
     checkpointIntervalMs: int("checkpoint-interval", str("checkpoint-interval"), 2000, 0, 3_600_000),
     jobsFile,
     rebalanceMs: int("rebalance-interval", str("rebalance-interval"), 10_000, 500, 3_600_000),
+    crossOriginIsolation: onOff("cross-origin-isolation", str("cross-origin-isolation"), false),
   };
 }
 

@@ -124,14 +124,14 @@ export async function startCoordinator(
       throw e;
     }
     const run = new MfRun({ config: cfg.mf, minWorkers: cfg.minWorkers, store, resume, log });
-    const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, run, log });
+    const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, crossOriginIsolation: cfg.crossOriginIsolation, run, log });
     return { server, run };
   }
   let data = dataset ?? null;
   const load = (): Dataset => (data ??= loadMnist());
   if (!jobs) {
     const run = buildJobRun(cfg, "default", load, log, true);
-    const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, run, log });
+    const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, crossOriginIsolation: cfg.crossOriginIsolation, run, log });
     return { server, run };
   }
   const base = jobs.base;
@@ -171,7 +171,7 @@ export async function startCoordinator(
     }
   }
   submitted.keep(restored);
-  const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, grid, log });
+  const server = await startServer({ host: cfg.host, port: cfg.port, token: cfg.token, distDir, crossOriginIsolation: cfg.crossOriginIsolation, grid, log });
   return { server, run: grid.defaultJob.run, grid };
 }
 
@@ -221,6 +221,7 @@ async function main(): Promise<void> {
       `  console URL:   ${server.url}/console?token=${cfg.token}`,
       `  console token: ${cfg.token}${cfg.tokenGenerated ? " (generated; pass --token to choose one)" : ""}`,
       `  status:        ${server.url}/api/status`,
+      ...(cfg.crossOriginIsolation ? [`  pages:         cross-origin isolated (COOP/COEP headers): the CPU path may use WASM threads`] : []),
       ``,
     ].join("\n") + "\n",
   );

@@ -20,6 +20,7 @@ import type { JobRun } from "./job.ts";
 import { attachStatusStream } from "./push.ts";
 import { JobGrid } from "./jobs.ts";
 import { CONTROL_RATE, RejectionBook, TokenBucket } from "./ratelimit.ts";
+import { isolationMiddleware } from "./isolation.ts";
 
 /**
  * What the server needs of a job's run: JobRun (data-parallel jobs) or
@@ -51,6 +52,8 @@ export interface ServerOptions {
   readonly run?: GridRun;
   readonly grid?: JobGrid;
   readonly log?: (line: string) => void;
+  /** COOP/COEP on every response (`--cross-origin-isolation on`; coordinator/isolation.ts). */
+  readonly crossOriginIsolation?: boolean;
 }
 
 export interface RunningServer {
@@ -98,6 +101,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const run = grid.defaultJob.run;
   const app = express();
   app.disable("x-powered-by");
+  if (opts.crossOriginIsolation === true) app.use(isolationMiddleware(true));
   const http: Server = createServer(app);
   const dist = resolve(opts.distDir);
 
