@@ -5,7 +5,9 @@
  * otherwise); serves files below `root` with a content type by extension,
  * `index.html` for a directory; 404 for anything missing, for paths that
  * would leave `root` (`..`, encoded or not, or absolute tricks) and for
- * malformed URLs. Nothing is cached between requests.
+ * malformed URLs. Nothing is cached between requests. `headers` are added to
+ * every response (the cross-origin isolation headers, say); a GET whose path
+ * matches `stall` is never answered (until `close()`), as a server that hangs.
  */
 import { createServer } from "node:http";
 import { readFile, stat } from "node:fs/promises";
@@ -47,10 +49,16 @@ function resolveInside(root: string, urlPath: string): string | undefined {
   return candidate;
 }
 
+export interface ServeOptions {
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly stall?: RegExp;
+}
+
 /** Serves `root` (default `dist`, relative to the working directory) until `close()`. */
-export async function serveDist(root = "dist"): Promise<StaticServer> {
+export async function serveDist(root = "dist", options: ServeOptions = {}): Promise<StaticServer> {
   const base = resolve(root);
   const server = createServer((req, res) => {
+    for (const [k, v] of Object.entries(options.headers ?? {})) res.setHeader(k, v);
     const send = (status: number, body: string): void => {
       res.writeHead(status, { "content-type": "text/plain; charset=utf-8" });
       res.end(req.method === "HEAD" ? undefined : body);
@@ -61,6 +69,7 @@ export async function serveDist(root = "dist"): Promise<StaticServer> {
       return;
     }
     const path = (req.url ?? "/").split(/[?#]/, 1)[0] ?? "/";
+    if (options.stall?.test(path) === true) return;
     let file = resolveInside(base, path);
     if (file === undefined) {
       send(404, "not found");
