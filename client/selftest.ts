@@ -12,7 +12,9 @@
  *
  * `window.gridBackendTest` (selection and caching) and `window.gridDeviceLossTest`
  * (training through `device.destroy()`) and `window.gridTrainLocal` (a job
- * trained locally) serve the other e2e tests. A person opening the page gets a
+ * trained locally) serve the other e2e tests; `window.gridCpuProbe` runs the
+ * CPU path in a worker of its own with a chosen WASM thread count
+ * (client/cpu-probe.ts). A person opening the page gets a
  * "Run self-test" button and a table. DOM APIs only.
  */
 import type { ComputeBackend, Session, Tensor } from "./gpu/backend.ts";
@@ -30,6 +32,7 @@ import type { Batch, JobDefinition } from "./jobs/job.ts";
 import { JOBS } from "./jobs/registry.ts";
 import { adam, momentum } from "./jobs/optimizers.ts";
 import { clearBackendChoices, getBackendChoice } from "./store/db.ts";
+import { cpuProbe } from "./cpu-probe.ts";
 
 export type MatmulCase = readonly [m: number, n: number, k: number];
 
@@ -546,4 +549,5 @@ window.gridSelfTest = gridSelfTest;
 window.gridBackendTest = gridBackendTest;
 window.gridTrainLocal = gridTrainLocal;
 window.gridOomTest = gridOomTest;
+window.gridCpuProbe = cpuProbe();
 setUpPage();
