@@ -31,13 +31,14 @@ import type { MatmulStrategy } from "./gpu/kernels.ts";
 import { mnistMlp } from "./jobs/mnist-mlp.ts";
 
 export interface BenchRow {
-  readonly section: "matmul" | "peak" | "train";
+  /** "threads": the CPU path's WASM builds and thread counts side by side (test/bench/kernels-threads.ts). */
+  readonly section: "matmul" | "peak" | "train" | "threads";
   /** e.g. "512x512x512" or "mlp 64x256x784 AᵀB". */
   readonly case: string;
   readonly impl: string;
-  /** GFLOP/s (matmul, peak) or examples/s (train); null when the implementation failed. */
+  /** GFLOP/s (matmul, peak) or examples/s (train); ms for a start-up; null when the implementation failed. */
   readonly value: number | null;
-  readonly unit: "GFLOP/s" | "examples/s";
+  readonly unit: "GFLOP/s" | "examples/s" | "ms";
   readonly ms: number | null;
   readonly note?: string;
 }
@@ -279,7 +280,8 @@ export async function gridBench(options: BenchOptions = {}): Promise<{ adapter: 
     };
     for (const [impl, backend] of Object.entries(ours)) {
       const slow = impl === "wgsl-naive";
-      await record(impl, () => timeOurs(backend, sh, repsFor(flops, slow ? 1e8 : 5e8)));
+      // The CPU path's row says its WASM threads ("cpu, 1 wasm thread").
+      await record(impl, () => timeOurs(backend, sh, repsFor(flops, slow ? 1e8 : 5e8)), backend.backend === "cpu" ? backend.adapter : undefined);
     }
     await record("plain-js", () => timeJs(sh));
     await record("tfjs-webgpu", () => timeTf("webgpu", sh, repsFor(flops, 1e8)));
@@ -309,7 +311,7 @@ async function trainRows(rows: BenchRow[], ours: Record<string, ComputeBackend>,
     const tfWasm = await tfTrainer("wasm", batch);
     try {
       const [mine, theirs] = await bestRates([ourTrainer(sel.backend, batch), tfWasm], batch, steps);
-      row(`grid worker (${chosen})`, mine ?? null, `chosen by measurement: ${JSON.stringify(sel.measuredMs)}; interleaved with tfjs-wasm`);
+      row(`grid worker (${chosen})`, mine ?? null, `${sel.backend.adapter}; chosen by measurement: ${JSON.stringify(sel.measuredMs)}; interleaved with tfjs-wasm`);
       row("tfjs-wasm", theirs ?? null, "interleaved with grid worker");
     } finally {
       tfWasm.dispose();
