@@ -85,7 +85,12 @@ function realmErrors(): { add(f: (message: string) => void): () => void } | null
   if (typeof globalThis.addEventListener !== "function") return null;
   return {
     add(f) {
-      const on = (e: Event): void => f(e instanceof ErrorEvent ? e.message || "error" : e.type);
+      const on = (e: Event): void => {
+        // Emscripten re-throws a pthread worker's ErrorEvent: its own message says what failed.
+        const thrown: unknown = e instanceof ErrorEvent ? e.error : undefined;
+        if (thrown instanceof ErrorEvent || thrown instanceof Error) f(thrown.message);
+        else f(e instanceof ErrorEvent ? e.message || "error" : e.type);
+      };
       globalThis.addEventListener("error", on);
       return () => globalThis.removeEventListener("error", on);
     },

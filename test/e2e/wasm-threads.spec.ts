@@ -7,7 +7,8 @@
  *   its gradients agree with the single-thread build's of a page served
  *   without the headers (which stays single-threaded whatever it asks);
  * - a threaded start that hangs (its .wasm never arrives) falls back to the
- *   single-thread build within its bound and says why;
+ *   single-thread build within its bound and says why, in a probe and on a
+ *   volunteer page (a notice and its log, then it trains);
  * - with `--cross-origin-isolation on` the coordinator's volunteer pages are
  *   isolated, report 2 WASM threads to the coordinator and train together
  *   (control and PeerJS WebSockets, WebRTC data channels, IndexedDB all under
@@ -196,6 +197,29 @@ test.describe("the coordinator's pages", () => {
     await expect(consolePage.locator("#workers tbody tr")).toHaveCount(2);
     await expect(consolePage.locator("#loss-chart canvas").first()).toBeVisible({ timeout: 15_000 });
     expect([...problems.flat(), ...consoleProblems]).toEqual([]);
+  });
+
+  test("a volunteer page whose threaded start hangs says so and trains on one thread", async ({ browser }) => {
+    coord = await startCoordinatorProcess(["--cross-origin-isolation", "on", "--min-workers", "1", "--target-accuracy", "0.999"]);
+    const c = coord;
+    const ctx = await browser.newContext();
+    // The trainer worker's fetch of the threaded build's binary is never answered.
+    let held = 0;
+    await ctx.route(/tfjs-backend-wasm-threaded-simd[^/]*\.wasm$/, () => {
+      held++;
+    });
+    const page = await ctx.newPage();
+    const t0 = Date.now();
+    await volunteer(page, c.url, "hung");
+    await expect(page.locator("#notices")).toContainText("WASM threads did not start (did not start within 10000 ms); the CPU path runs on one thread", { timeout: 30_000 });
+    const ms = Date.now() - t0;
+    await waitFor("the worker past clock 5", async () => (await c.status()).workers.some((w) => w.clock > 5), 60_000, 250);
+    expect(held).toBeGreaterThan(0);
+    expect(ms).toBeGreaterThanOrEqual(10_000);
+    expect((await c.status()).workers[0]?.adapter).toBe("cpu, 1 wasm thread");
+    await expect(page.locator("#adapter")).toHaveText("cpu · wasm-xnnpack · cpu, 1 wasm thread");
+    await expect(page.locator("#log")).toContainText("WASM threads did not start");
+    await ctx.close();
   });
 
   test("without the flag a page asking for 2 threads runs single-threaded, as before", async ({ page }) => {
