@@ -176,8 +176,14 @@ interface Membership {
   leaving: { clock: number; encoding: Encoding; buffer: ArrayBuffer }[] | null;
 }
 
-/** A joiner without its snapshot asks again this often (another peer in the gate each time, when there is one). */
-const SNAPSHOT_RETRY_MS = 1000;
+/**
+ * A joiner asks one peer at a time for its snapshot, and another (in the gate,
+ * when there is one) after this long without it. Each answer carries the
+ * giver's retained updates (MBs in a busy job): asking every peer as its link
+ * opened flooded a joiner with four snapshots, its links carried nothing else
+ * for seconds and the whole job waited for it.
+ */
+const SNAPSHOT_RETRY_MS = 2500;
 
 /** After a move, the old job's peer links stay open this long for re-sends of this page's last updates. */
 const MOVE_GRACE_MS = 4000;
@@ -384,7 +390,7 @@ async function main(): Promise<void> {
    * moved into a job at once often link to each other first), else any.
    */
   const requestSnapshot = (m: Membership, to?: string): void => {
-    if (m.snapshotLoaded) return;
+    if (m.snapshotLoaded || performance.now() - m.snapshotAskedAt < SNAPSHOT_RETRY_MS) return;
     const open = m.transport.openPeers();
     const synced = open.filter((p) => m.synced.has(p));
     const from = synced.length > 0 ? synced : open;
@@ -430,8 +436,8 @@ async function main(): Promise<void> {
         onMessage: (from, msg) => onPeerMessage(m, from, msg),
         onPeerOpen: (p) => {
           log(`peer ${peerOf.get(p) ?? p} connected`);
-          // A peer in the gate is asked at once; one still syncing only when no other is known.
-          if (!m.snapshotLoaded && (m.synced.has(p) || m.synced.size === 0)) requestSnapshot(m, p);
+          // A peer in the gate is asked (unless a request is out); one still syncing only when no other is known.
+          if (m.synced.has(p) || m.synced.size === 0) requestSnapshot(m, p);
           // A joiner asks once its snapshot is in (before, its replica has no clocks
           // and the peer would re-send everything it retains, to be thrown away).
           if (m.replicaStarted) askForGaps(m, p);
@@ -450,7 +456,7 @@ async function main(): Promise<void> {
       }),
     };
     m.transport.opened.catch((e: unknown) => log(`signaling failed: ${e instanceof Error ? e.message : String(e)}`));
-    if (!m.snapshotLoaded) m.snapshotTimer = setInterval(() => (m.snapshotLoaded ? null : requestSnapshot(m)), SNAPSHOT_RETRY_MS);
+    if (!m.snapshotLoaded) m.snapshotTimer = setInterval(() => (m.snapshotLoaded ? null : requestSnapshot(m)), SNAPSHOT_RETRY_MS / 5);
     member = m;
     return m;
   };
@@ -469,9 +475,9 @@ async function main(): Promise<void> {
     }
     m.synced.clear();
     for (const p of synced) m.synced.add(p);
-    // Still without a snapshot and a linked peer has just entered the gate: ask it (at most once a second).
+    // Still without a snapshot and a linked peer has just entered the gate: ask it (unless a request is out).
     const ready = newlySynced.find((p) => m.transport.isOpen(p));
-    if (!m.snapshotLoaded && ready !== undefined && performance.now() - m.snapshotAskedAt > SNAPSHOT_RETRY_MS) requestSnapshot(m, ready);
+    if (ready !== undefined) requestSnapshot(m, ready);
     // Links only to this member's neighbours: all others in a mesh, O(log N) in an overlay.
     m.topology = buildTopology(m.peerByNum.keys(), m.welcome.meshMax ?? DEFAULT_MESH_MAX);
     m.seen.retain(new Set(m.peerByNum.keys()));
