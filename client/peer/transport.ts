@@ -227,16 +227,7 @@ export class PeerTransport {
       this.opts.log(`link to ${this.wanted.has(conn.peer) ? `w${this.wanted.get(conn.peer)}` : conn.peer} (${how}) open after ${Math.round(performance.now() - link.since)} ms`);
       link.open = true;
       link.lastHeard = performance.now();
-      link.ch = new FramedChannel(conn.dataChannel, {
-        maxMessageBytes: this.opts.maxMessageBytes,
-        ids: this.ids,
-        onMessage: (msg) => {
-          if (msg.type !== FrameType.HEARTBEAT) this.opts.onMessage(conn.peer, msg);
-        },
-        onReject: (reason) => this.count(reason),
-        onBytes: (dir, n) => (dir === "in" ? (this.bytesIn += n) : (this.bytesOut += n)),
-        log: (line) => this.opts.log(`send to ${conn.peer} failed: ${line}`),
-      });
+      this.frame(conn, link);
       this.opts.onPeerOpen(conn.peer);
     });
     conn.on("data", (data: unknown) => this.onData(conn.peer, link, data));
@@ -264,11 +255,29 @@ export class PeerTransport {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
   }
 
+  /** The link's framing, made when it opens or when its first frame comes, whichever is first. */
+  private frame(conn: DataConnection, link: Link): FramedChannel {
+    link.ch ??= new FramedChannel(conn.dataChannel, {
+      maxMessageBytes: this.opts.maxMessageBytes,
+      ids: this.ids,
+      onMessage: (msg) => {
+        if (msg.type !== FrameType.HEARTBEAT) this.opts.onMessage(conn.peer, msg);
+      },
+      onReject: (reason) => this.count(reason),
+      onBytes: (dir, n) => (dir === "in" ? (this.bytesIn += n) : (this.bytesOut += n)),
+      log: (line) => this.opts.log(`send to ${conn.peer} failed: ${line}`),
+    });
+    return link.ch;
+  }
+
   private onData(peerId: string, link: Link, data: unknown): void {
     link.lastHeard = performance.now();
-    if (!link.ch) return;
-    link.ch.receive(data);
-    if (link.ch.rejects > MAX_REJECTS) this.lose(peerId, link, `${link.ch.rejects} malformed frames`);
+    // The side that accepted a link can get the dialer's first frames (a snapshot
+    // or re-send request sent the moment the dialer saw it open) before its own
+    // "open": they were dropped here, and the asker waited for its retry.
+    const ch = this.frame(link.conn, link);
+    ch.receive(data);
+    if (ch.rejects > MAX_REJECTS) this.lose(peerId, link, `${ch.rejects} malformed frames`);
   }
 
   private heartbeat(): void {
