@@ -387,13 +387,14 @@ async function main(): Promise<void> {
   /**
    * Ask one open peer for a snapshot: `to` if given, else one in the gate
    * (a peer still syncing has none and never answers; several volunteers
-   * moved into a job at once often link to each other first), else any.
+   * moved into a job at once often link to each other first), none while no
+   * such link is open yet.
    */
   const requestSnapshot = (m: Membership, to?: string): void => {
     if (m.snapshotLoaded || performance.now() - m.snapshotAskedAt < SNAPSHOT_RETRY_MS) return;
+    // Only members in the gate can answer; any linked peer only when the view names none (a job's first members).
     const open = m.transport.openPeers();
-    const synced = open.filter((p) => m.synced.has(p));
-    const from = synced.length > 0 ? synced : open;
+    const from = m.synced.size > 0 ? open.filter((p) => m.synced.has(p)) : open;
     const pick = to ?? from[Math.floor(Math.random() * from.length)];
     if (pick === undefined) return;
     m.snapshotAskedAt = performance.now();
