@@ -95,7 +95,9 @@ export type PhaseShares = Record<WorkerPhase | "noReport", number>;
  * `utilization`, each volunteer's time by its trainer's phase (stepping, in
  * the staleness gate, loading, paused, draining, idle), from the increase of
  * its page's counters. A page reports up to 200 ms late, so an interval's
- * increases are scaled to the interval's length; an interval in which a
+ * increases are scaled to the interval's length, after idle time beyond it
+ * is taken off (a page without a membership does not report: its idle time
+ * between jobs comes with its next report, after it); an interval in which a
  * volunteer's counters did not move at all (no report: between jobs, or a
  * page that stopped reporting) counts as `noReport`. Unlike `utilization` it
  * does not count a whole interval busy for one step in it, nor idle for a
@@ -115,6 +117,11 @@ export function phaseShares(samples: readonly JobsSample[], from: number, to: nu
       if (!p) continue;
       all += len;
       const d = WORKER_PHASES.map((k) => Math.max(0, (v.phaseMs?.[k] ?? 0) - (p.phaseMs?.[k] ?? 0)));
+      // A page reports only while it has a membership: counters that grew by more than the
+      // interval carry idle time from before it (between jobs, unreported), taken off first.
+      const idle = WORKER_PHASES.indexOf("idle");
+      const over = d.reduce((x, y) => x + y, 0) - len * 1000;
+      if (over > 0) d[idle] = Math.max(0, (d[idle] as number) - over);
       const sum = d.reduce((x, y) => x + y, 0);
       if (sum <= 0) {
         out.noReport += len;

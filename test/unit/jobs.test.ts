@@ -403,6 +403,16 @@ describe("the harness's utilization measure", () => {
     const over = [...samples, at(3, [{ id: "v1", job: null, worker: null, clock: null, phaseMs: ph(1200, 1000, 0, 0, 1000) }], []), at(4, [{ id: "v1", job: null, worker: null, clock: null }], [])];
     expect(phaseShares(over, 2, 3)!.idle).toBe(1);
     expect(phaseShares(over, 3, 4)).toBeNull();
+    // A page idle between jobs (no reports) joins one: its counters jump by the idle time before the
+    // interval as well; only the interval's share of it counts (here 400 ms idle, 600 loading).
+    const rejoined = [
+      at(0, [{ id: "v1", job: null, worker: null, clock: null, phaseMs: ph(100, 100) }], []),
+      at(1, [{ id: "v1", job: null, worker: null, clock: null, phaseMs: ph(100, 100) }], []),
+      at(2, [{ id: "v1", job: "c", worker: "w1", clock: 0, phaseMs: ph(100, 100, 600, 0, 2400) }]),
+    ];
+    const r = phaseShares(rejoined, 0, 2)!;
+    expect(r.idle).toBeCloseTo(0.4, 12);
+    expect(r.loading).toBeCloseTo(0.6, 12);
   });
 
   it("takes --jobs FILE and --submit SEC:FILE, and leaves each job's --min-workers to its entry", () => {
