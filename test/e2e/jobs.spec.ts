@@ -15,7 +15,7 @@ import { digestsAgree } from "../../client/replica.ts";
 type JobStatus = Status & { id: string; weight: number; volunteers: number; share: { target: number; actual: number }; served: { shards: number; bytes: number } };
 interface JobsList {
   jobs: JobStatus[];
-  volunteers: { id: string; job: string | null; moving: string | null }[];
+  volunteers: { id: string; job: string | null; moving: string | null; phaseMs?: Record<"stepping" | "gate" | "loading" | "paused" | "draining" | "idle", number> }[];
   moves: { t: number; volunteer: string; from: string | null; to: string; reason: string }[];
   fairnessError: number;
 }
@@ -137,6 +137,18 @@ test("six volunteers split 4:2 between jobs weighted 2:1, move when a job ends, 
     for (const d of ds) expect(d).not.toBeNull();
     for (const d of ds) expect(digestsAgree(ds[0]!, d!)).toBe(true);
     expect(j.events.some((e) => e.kind === "cut-lowered")).toBe(false);
+  }
+  // Each page's own count of its time by phase (utilization) covers its life up to its last report:
+  // every volunteer stepped, and the phases add up to no more than the time since its page opened
+  // and at least the time from when all had a job until the second job began to finish.
+  const finishing = job(bothDone, second).events.find((e) => e.kind === "finishing")?.t ?? Date.now();
+  for (const v of bothDone.volunteers) {
+    const ph = v.phaseMs;
+    expect(ph, `${v.id} reports its phases`).toBeDefined();
+    const sum = Object.values(ph!).reduce((x, y) => x + y, 0);
+    expect(ph!.stepping).toBeGreaterThan(0);
+    expect(sum).toBeLessThanOrEqual(Date.now() - started + 1000);
+    expect(sum).toBeGreaterThanOrEqual(finishing - settled.t - 1000);
   }
   const [da, db] = [job(bothDone, "a").workers.find((w) => w.digest)?.digest, job(bothDone, "b").workers.find((w) => w.digest)?.digest];
   expect(digestsAgree(da!, db!)).toBe(false);
