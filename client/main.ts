@@ -307,7 +307,9 @@ async function main(): Promise<void> {
           const vectorClock = new Map(Object.entries(s.vector).map(([id, c]) => [num(id), c] as [number, number]));
           // The frame's clock: robust aggregation's frontier of the snapshot (0 with mean).
           void m.transport.send(fromPeer, FrameType.SNAPSHOT, num(w.workerId), s.frontier, encodeSnapshotPayload({ vectorClock, params: new Float32Array(s.params) }));
-          for (const u of s.retained) void m.transport.send(fromPeer, FrameType.RETAINED, num(u.author), u.clock, new Uint8Array(u.buffer), u.encoding);
+          // The retained updates (only kept by the joiner, for reverts and re-sends) go when the link is
+          // otherwise idle: the updates the joiner and the job wait for go first.
+          for (const u of s.retained) void m.transport.sendBackground(fromPeer, FrameType.RETAINED, num(u.author), u.clock, new Uint8Array(u.buffer), u.encoding);
         });
         return;
       case FrameType.SNAPSHOT: {

@@ -12,7 +12,7 @@
  * The receiver answers a one-byte ack when everything arrived; the sender
  * times from its first send to the ack.
  */
-import { FramedChannel } from "./peer/transport.ts";
+import { FramedChannel } from "./peer/framed.ts";
 import { DEFAULT_MAX_CHUNK_BYTES, FrameType, MessageIdSource, decodeUpdatePayload, encodeUpdatePayload } from "./peer/frames.ts";
 
 const HIGH_WATER = 1 << 20;

@@ -16,18 +16,9 @@
  * jitter) under the same id and secret, and new links can be made again.
  */
 import Peer, { type DataConnection } from "peerjs";
-import {
-  decodeFrame,
-  encodeMessage,
-  Encoding,
-  FrameType,
-  MessageIdSource,
-  Reassembler,
-  type ReceivedMessage,
-  type RejectReason,
-} from "./frames.ts";
+import { Encoding, FrameType, MessageIdSource, type ReceivedMessage, type RejectReason } from "./frames.ts";
 import type { UpdateRejectReason } from "../compress.ts";
-import { PEER_FRAMES, TokenBucket } from "../../coordinator/ratelimit.ts";
+import { FramedChannel } from "./framed.ts";
 import { every } from "../pulse.ts";
 
 export interface TransportOptions {
@@ -59,8 +50,6 @@ interface Link {
   ch: FramedChannel | null;
 }
 
-const HIGH_WATER = 1 << 20;
-const LOW_WATER = 256 * 1024;
 const HEARTBEAT_MS = 500;
 /** Liveness checks run this often. */
 const CHECK_MS = 250;
@@ -306,6 +295,13 @@ export class PeerTransport {
     return link.ch.send(type, sender, clock, payload, encoding);
   }
 
+  /** Send when the link is otherwise idle (FramedChannel.sendBackground): bulk that nothing waits for. */
+  sendBackground(peerId: string, type: FrameType, sender: number, clock: number, payload: Uint8Array, encoding: Encoding = Encoding.F32): Promise<void> {
+    const link = this.links.get(peerId);
+    if (!link || !link.open || !link.ch) return Promise.resolve();
+    return link.ch.sendBackground(type, sender, clock, payload, encoding);
+  }
+
   broadcast(type: FrameType, sender: number, clock: number, payload: Uint8Array, encoding: Encoding = Encoding.F32): Promise<void> {
     return Promise.all(this.openPeers().map((p) => this.send(p, type, sender, clock, payload, encoding))).then(() => {});
   }
@@ -330,108 +326,4 @@ export class PeerTransport {
     this.links.clear();
     this.peer.destroy();
   }
-}
-
-export interface FramedChannelOptions {
-  /** Largest message accepted, in bytes. */
-  readonly maxMessageBytes: number;
-  readonly ids: MessageIdSource;
-  readonly onMessage: (msg: ReceivedMessage) => void;
-  readonly onReject: (reason: RejectReason | "send-failed" | "rate-limited") => void;
-  readonly onBytes?: (direction: "in" | "out", bytes: number) => void;
-  readonly log: (line: string) => void;
-}
-
-/**
- * Our framing over one open RTCDataChannel (reliable, ordered): messages out
- * as chunked frames, in order, never more than HIGH_WATER bytes buffered
- * (waiting for `bufferedamountlow` at LOW_WATER); frames in decoded and
- * reassembled under the byte caps, malformed ones counted. PeerTransport runs
- * one per peer link; the transport benchmark runs one over a bare channel.
- */
-export class FramedChannel {
-  private chain: Promise<void> = Promise.resolve();
-  private readonly reassembler: Reassembler;
-  /** Frames a peer may send: far above any real traffic, it only cuts floods off (counted as rejects). */
-  private readonly bucket = new TokenBucket(PEER_FRAMES.perSecond, PEER_FRAMES.burst);
-  private closed = false;
-  rejects = 0;
-
-  constructor(
-    private readonly dc: RTCDataChannel,
-    private readonly opts: FramedChannelOptions,
-  ) {
-    dc.bufferedAmountLowThreshold = LOW_WATER;
-    this.reassembler = new Reassembler({ maxMessageBytes: opts.maxMessageBytes, maxPendingMessages: 64, timeoutMs: 30_000 });
-  }
-
-  send(type: FrameType, sender: number, clock: number, payload: Uint8Array, encoding: Encoding = Encoding.F32): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    const frames = encodeMessage({ type, encoding, job: 0, sender, clock, messageId: this.opts.ids.next(), payload });
-    const dc = this.dc;
-    // A failed send must not poison the chain: later messages still go out in order.
-    this.chain = this.chain.catch(() => {}).then(async () => {
-      for (const f of frames) {
-        // The channel may close mid-message.
-        if (this.closed || dc.readyState !== "open") return;
-        if (dc.bufferedAmount > HIGH_WATER) await waitLow(dc);
-        try {
-          dc.send(f);
-          this.opts.onBytes?.("out", f.byteLength);
-        } catch (e) {
-          this.opts.onReject("send-failed");
-          this.opts.log(e instanceof Error ? e.message : String(e));
-          return;
-        }
-      }
-    });
-    return this.chain;
-  }
-
-  receive(data: unknown): void {
-    if (!this.bucket.take()) {
-      this.opts.onReject("rate-limited");
-      this.rejects++;
-      return;
-    }
-    if (!(data instanceof ArrayBuffer)) {
-      this.opts.onReject("not-binary");
-      this.rejects++;
-      return;
-    }
-    this.opts.onBytes?.("in", data.byteLength);
-    const d = decodeFrame(data);
-    if (!d.ok) {
-      this.opts.onReject(d.reason);
-      this.rejects++;
-      return;
-    }
-    const r = this.reassembler.push(d.frame);
-    if (r.status === "complete") this.opts.onMessage(r.message);
-    else if (r.status === "rejected") {
-      this.opts.onReject(r.reason);
-      this.rejects++;
-    }
-  }
-
-  /** Drop chunk sets that never completed. */
-  expire(): void {
-    this.reassembler.expire();
-  }
-
-  close(): void {
-    this.closed = true;
-  }
-}
-
-function waitLow(dc: RTCDataChannel): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      dc.removeEventListener("bufferedamountlow", done);
-      dc.removeEventListener("close", done);
-      resolve();
-    };
-    dc.addEventListener("bufferedamountlow", done);
-    dc.addEventListener("close", done);
-  });
 }
