@@ -543,6 +543,7 @@ class TrainingWorker {
     const live = (): boolean => this.generation === gen;
     const maxClock = welcome.job.maxClock;
     let waitSince = 0;
+    let waitProgress = 0;
     while (live()) {
       const r = this.replica;
       if (!r) return;
@@ -578,9 +579,15 @@ class TrainingWorker {
         this.enter("gate");
         this.report("waiting", waitingOn);
         // Anti-entropy: an update lost on the way (or sent before a link was
-        // open) is asked for again, from every peer that may retain it.
-        if (waitSince === 0) waitSince = t0;
-        else if (t0 - waitSince > 1500) {
+        // open) is asked for again, from every peer that may retain it, once
+        // none of the awaited updates has come for 1.5 s (while they come, a
+        // re-send would only duplicate what is on its way, and a link carrying
+        // a long catch-up clogged with copies until it went silent).
+        const progress = waitingOn.reduce((x, id) => x + r.vector(id), 0);
+        if (waitSince === 0 || progress !== waitProgress) {
+          waitSince = t0;
+          waitProgress = progress;
+        } else if (t0 - waitSince > 1500) {
           waitSince = t0;
           for (const id of waitingOn) cb.missing(id, r.vector(id));
         }
@@ -659,10 +666,14 @@ class TrainingWorker {
     this.report("finished", [], true);
     cb.final(r.clock);
     // Drain: wait until every worker's final updates are applied here. What
-    // has not come DRAIN_ASK_MS after the target is asked for again, then
-    // every second (the volunteers of an ended job wait for this to move on).
+    // lacks is asked for again DRAIN_ASK_MS after the target came if nothing
+    // came meanwhile, then after every 2 s in which nothing came (the
+    // volunteers of an ended job wait for this to move on; while updates come,
+    // asking again only duplicates them).
     let lastAsk = 0;
-    let targetSeen = 0;
+    let lastProgress = 0;
+    let progressAt = 0;
+    let asked = false;
     for (;;) {
       if (!live()) return;
       const target = this.drainTarget;
@@ -676,10 +687,17 @@ class TrainingWorker {
       // Throttled like every report: the page's phase counters keep flowing while it drains.
       this.report("finished");
       const now = performance.now();
-      if (target && targetSeen === 0) targetSeen = now;
-      if (target && now - targetSeen > DRAIN_ASK_MS && now - lastAsk > 1000) {
-        lastAsk = now;
-        for (const [id, c] of Object.entries(target)) if (r.vector(id) < c) cb.missing(id, r.vector(id));
+      if (target) {
+        const progress = Object.keys(target).reduce((x, id) => x + r.vector(id), 0);
+        if (progressAt === 0 || progress !== lastProgress) {
+          lastProgress = progress;
+          progressAt = now;
+        }
+        if (now - progressAt > (asked ? 2000 : DRAIN_ASK_MS) && now - lastAsk > 2000) {
+          lastAsk = now;
+          asked = true;
+          for (const [id, c] of Object.entries(target)) if (r.vector(id) < c) cb.missing(id, r.vector(id));
+        }
       }
       await this.waitForChange(200);
     }

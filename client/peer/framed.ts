@@ -18,7 +18,14 @@ export const HIGH_WATER = 1 << 20;
 export const LOW_WATER = 256 * 1024;
 
 /** What FramedChannel needs of an RTCDataChannel (a fake one in unit tests). */
-export type FrameSink = Pick<RTCDataChannel, "readyState" | "bufferedAmount" | "bufferedAmountLowThreshold" | "send" | "addEventListener" | "removeEventListener">;
+export interface FrameSink {
+  readonly readyState: RTCDataChannelState;
+  readonly bufferedAmount: number;
+  bufferedAmountLowThreshold: number;
+  send(data: ArrayBuffer): void;
+  addEventListener(type: "bufferedamountlow" | "close", listener: () => void): void;
+  removeEventListener(type: "bufferedamountlow" | "close", listener: () => void): void;
+}
 
 export interface FramedChannelOptions {
   /** Largest message accepted, in bytes. */
