@@ -812,6 +812,10 @@ export class JobRun {
     this.finishing = { since: this.now(), reason, drainSent: false };
     this.event("finishing", undefined, reason);
     for (const w of this.active()) w.send({ type: "finish", reason });
+    // A joiner still syncing has no update of its own yet; draining it would mean catching up
+    // with the whole job first (a joiner 436 clocks behind a job's first worker drained for 10 s
+    // in a harness run): it leaves at its start clock instead, and its volunteer moves on.
+    for (const w of [...this.active()]) if (w.syncing) this.remove(w.id, "left", "the job ended before it had synced");
     this.maybeDrain();
   }
 
