@@ -18,6 +18,7 @@ import { jobFor } from "./jobs/registry.ts";
 import { idleAfterStep, NO_PACE, type Pace } from "./pace.ts";
 import { lrScale, optimizerByName, type Optimizer } from "./jobs/optimizers.ts";
 import type { JobDefinition } from "./jobs/job.ts";
+import { AskWhenStalled } from "./chase.ts";
 import { Replica, replicaDigest, type ReceiveResult } from "./replica.ts";
 import { BatchSampler, loadShard, type ShardData } from "./store/shards.ts";
 
@@ -82,8 +83,24 @@ export interface InitResult {
 }
 
 const REPORT_EVERY_MS = 200;
-/** At a job's end, updates of the drain target still missing this long after it came are asked for again. */
+/**
+ * The phase of the worker's time while it reports a state ("training" is
+ * reported after a step; the step itself enters "stepping" as it starts).
+ */
+const PHASE_OF: Record<WorkerReport["state"], WorkerPhase> = {
+  loading: "loading",
+  training: "stepping",
+  waiting: "gate",
+  paused: "paused",
+  finished: "draining",
+  drained: "idle",
+};
+/** In the staleness gate, awaited updates none of which came for this long are asked for again (client/chase.ts). */
+const GATE_ASK_MS = 1500;
+/** At a job's end, updates of the drain target still missing this long after it came are asked for again, */
 const DRAIN_ASK_MS = 500;
+/** and then after each such time without any of them coming. */
+const DRAIN_ASK_AGAIN_MS = 2000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -501,7 +518,9 @@ class TrainingWorker {
     this.poke();
   }
 
+  /** Report (at most every REPORT_EVERY_MS unless `force`d); the worker's time goes to `state`'s phase from now on either way. */
   private report(state: WorkerReport["state"], waitingOn: string[] = [], force = false): void {
+    this.enter(PHASE_OF[state]);
     const now = performance.now();
     if (!force && now - this.lastReport < REPORT_EVERY_MS) return;
     this.lastReport = now;
@@ -542,15 +561,15 @@ class TrainingWorker {
     if (!job || !welcome || !backend || !cb) return;
     const live = (): boolean => this.generation === gen;
     const maxClock = welcome.job.maxClock;
-    let waitSince = 0;
-    let waitProgress = 0;
+    // Anti-entropy in the staleness gate: an update lost on the way (or sent before a link was open)
+    // is asked for again, from every peer that may retain it, after 1.5 s in which none came.
+    const gateAsks = new AskWhenStalled(GATE_ASK_MS, GATE_ASK_MS);
     while (live()) {
       const r = this.replica;
       if (!r) return;
       if (this.ready) this.chaseLacking(r, cb);
       if (this.finishing || (maxClock > 0 && r.clock >= maxClock) || this.viewState === "done") break;
       if (!this.ready) {
-        this.enter("loading");
         this.report("loading");
         await this.waitForChange(250);
         continue;
@@ -562,13 +581,11 @@ class TrainingWorker {
           this.readySent = true;
           cb.ready();
         }
-        this.enter("loading");
         this.report("loading");
         await this.waitForChange(250);
         continue;
       }
       if (this.paused || this.viewState === "paused" || this.viewState === "waiting") {
-        this.enter("paused");
         this.report("paused");
         await this.waitForChange(500);
         continue;
@@ -576,30 +593,16 @@ class TrainingWorker {
       if (!r.canStep()) {
         const t0 = performance.now();
         const waitingOn = r.blockers();
-        this.enter("gate");
         this.report("waiting", waitingOn);
-        // Anti-entropy: an update lost on the way (or sent before a link was
-        // open) is asked for again, from every peer that may retain it, once
-        // none of the awaited updates has come for 1.5 s (while they come, a
-        // re-send would only duplicate what is on its way, and a link carrying
-        // a long catch-up clogged with copies until it went silent).
-        const progress = waitingOn.reduce((x, id) => x + r.vector(id), 0);
-        if (waitSince === 0 || progress !== waitProgress) {
-          waitSince = t0;
-          waitProgress = progress;
-        } else if (t0 - waitSince > 1500) {
-          waitSince = t0;
-          for (const id of waitingOn) cb.missing(id, r.vector(id));
-        }
+        if (gateAsks.due(waitingOn.reduce((x, id) => x + r.vector(id), 0), t0)) for (const id of waitingOn) cb.missing(id, r.vector(id));
         await this.waitForChange(200);
         this.waitMs += performance.now() - t0;
         continue;
       }
-      waitSince = 0;
+      gateAsks.reset();
       const rows = this.sizedBatch ?? welcome.job.batch;
       const batch = this.sampler.nextBatch(rows, job.inputDim);
       if (!batch) {
-        this.enter("loading");
         this.report("loading");
         await this.waitForChange(250);
         continue;
@@ -662,18 +665,13 @@ class TrainingWorker {
     if (!live()) return;
     const r = this.replica;
     if (!r) return;
-    this.enter("draining");
     this.report("finished", [], true);
     cb.final(r.clock);
     // Drain: wait until every worker's final updates are applied here. What
     // lacks is asked for again DRAIN_ASK_MS after the target came if nothing
     // came meanwhile, then after every 2 s in which nothing came (the
-    // volunteers of an ended job wait for this to move on; while updates come,
-    // asking again only duplicates them).
-    let lastAsk = 0;
-    let lastProgress = 0;
-    let progressAt = 0;
-    let asked = false;
+    // volunteers of an ended job wait for this to move on).
+    const drainAsks = new AskWhenStalled(DRAIN_ASK_MS, DRAIN_ASK_AGAIN_MS);
     for (;;) {
       if (!live()) return;
       const target = this.drainTarget;
@@ -686,18 +684,8 @@ class TrainingWorker {
       this.chaseLacking(r, cb);
       // Throttled like every report: the page's phase counters keep flowing while it drains.
       this.report("finished");
-      const now = performance.now();
-      if (target) {
-        const progress = Object.keys(target).reduce((x, id) => x + r.vector(id), 0);
-        if (progressAt === 0 || progress !== lastProgress) {
-          lastProgress = progress;
-          progressAt = now;
-        }
-        if (now - progressAt > (asked ? 2000 : DRAIN_ASK_MS) && now - lastAsk > 2000) {
-          lastAsk = now;
-          asked = true;
-          for (const [id, c] of Object.entries(target)) if (r.vector(id) < c) cb.missing(id, r.vector(id));
-        }
+      if (target && drainAsks.due(Object.keys(target).reduce((x, id) => x + r.vector(id), 0), performance.now())) {
+        for (const [id, c] of Object.entries(target)) if (r.vector(id) < c) cb.missing(id, r.vector(id));
       }
       await this.waitForChange(200);
     }
@@ -706,7 +694,6 @@ class TrainingWorker {
       cb.model(r.clock, Comlink.transfer(p, [p]));
     }
     cb.digest(r.digest(), r.vectorClock());
-    this.enter("idle");
     this.report("drained", [], true);
   }
 }
