@@ -72,6 +72,21 @@ const someJobRan = (s: JobsSample): boolean => s.jobs.some((j) => j.state === "r
 export function utilization(samples: readonly JobsSample[], from: number, to: number): number | null {
   let busy = 0;
   let all = 0;
+  for (const { p, v } of volunteerIntervals(samples, from, to)) {
+    all++;
+    if (v.job !== null && v.job === p.job && v.worker === p.worker && v.clock !== null && p.clock !== null && v.clock > p.clock) busy++;
+  }
+  return all > 0 ? busy / all : null;
+}
+
+type SampledVolunteer = JobsSample["volunteers"][number];
+
+/**
+ * Each volunteer connected at both ends of an interval between consecutive
+ * samples in [from, to] in which some job ran (at either end): its state
+ * before (`p`) and after (`v`), and the interval's length in seconds.
+ */
+function* volunteerIntervals(samples: readonly JobsSample[], from: number, to: number): Generator<{ p: SampledVolunteer; v: SampledVolunteer; len: number }> {
   for (let i = 1; i < samples.length; i++) {
     const a = samples[i - 1] as JobsSample;
     const b = samples[i] as JobsSample;
@@ -79,12 +94,16 @@ export function utilization(samples: readonly JobsSample[], from: number, to: nu
     const before = new Map(a.volunteers.map((v) => [v.id, v]));
     for (const v of b.volunteers) {
       const p = before.get(v.id);
-      if (!p) continue;
-      all++;
-      if (v.job !== null && v.job === p.job && v.worker === p.worker && v.clock !== null && p.clock !== null && v.clock > p.clock) busy++;
+      if (p) yield { p, v, len: b.t - a.t };
     }
   }
-  return all > 0 ? busy / all : null;
+}
+
+/** From the first sample in which some job ran to the last: the window the run's measures cover. */
+export function runWindow(samples: readonly JobsSample[]): { start: number; end: number } {
+  const running = samples.filter(someJobRan);
+  const start = running[0]?.t ?? Infinity;
+  return { start, end: running.at(-1)?.t ?? start };
 }
 
 /** Shares of the volunteers' time by what their trainer did (WORKER_PHASES), and `noReport`: no count for the interval. */
@@ -106,29 +125,20 @@ export type PhaseShares = Record<WorkerPhase | "noReport", number>;
 export function phaseShares(samples: readonly JobsSample[], from: number, to: number): PhaseShares | null {
   const out: PhaseShares = { stepping: 0, gate: 0, loading: 0, paused: 0, draining: 0, idle: 0, noReport: 0 };
   let all = 0;
-  for (let i = 1; i < samples.length; i++) {
-    const a = samples[i - 1] as JobsSample;
-    const b = samples[i] as JobsSample;
-    if (a.t < from || b.t > to || !(someJobRan(a) || someJobRan(b))) continue;
-    const before = new Map(a.volunteers.map((v) => [v.id, v]));
-    const len = b.t - a.t;
-    for (const v of b.volunteers) {
-      const p = before.get(v.id);
-      if (!p) continue;
-      all += len;
-      const d = WORKER_PHASES.map((k) => Math.max(0, (v.phaseMs?.[k] ?? 0) - (p.phaseMs?.[k] ?? 0)));
-      // A page reports only while it has a membership: counters that grew by more than the
-      // interval carry idle time from before it (between jobs, unreported), taken off first.
-      const idle = WORKER_PHASES.indexOf("idle");
-      const over = d.reduce((x, y) => x + y, 0) - len * 1000;
-      if (over > 0) d[idle] = Math.max(0, (d[idle] as number) - over);
-      const sum = d.reduce((x, y) => x + y, 0);
-      if (sum <= 0) {
-        out.noReport += len;
-        continue;
-      }
-      WORKER_PHASES.forEach((k, n) => (out[k] += (len * (d[n] as number)) / sum));
+  const idle = WORKER_PHASES.indexOf("idle");
+  for (const { p, v, len } of volunteerIntervals(samples, from, to)) {
+    all += len;
+    const d = WORKER_PHASES.map((k) => Math.max(0, (v.phaseMs?.[k] ?? 0) - (p.phaseMs?.[k] ?? 0)));
+    // A page reports only while it has a membership: counters that grew by more than the
+    // interval carry idle time from before it (between jobs, unreported), taken off first.
+    const over = d.reduce((x, y) => x + y, 0) - len * 1000;
+    if (over > 0) d[idle] = Math.max(0, (d[idle] as number) - over);
+    const sum = d.reduce((x, y) => x + y, 0);
+    if (sum <= 0) {
+      out.noReport += len;
+      continue;
     }
+    WORKER_PHASES.forEach((k, n) => (out[k] += (len * (d[n] as number)) / sum));
   }
   if (all <= 0) return null;
   for (const k of Object.keys(out) as (keyof PhaseShares)[]) out[k] /= all;
@@ -268,9 +278,7 @@ export async function runJobsExperiment(
   }
   // The window: while some job ran (from the first sample in which one was running to the last),
   // over every connected volunteer, whether it had a job, waited for one or was moving.
-  const running = samples.filter((s) => s.jobs.some((j) => j.state === "running"));
-  const start = running[0]?.t ?? Infinity;
-  const end = running.at(-1)?.t ?? start;
+  const { start, end } = runWindow(samples);
   const jobEvents = events.filter((e) => e.event !== "all volunteers have a job");
   const windows = jobEvents.map((e) => {
     const from = Math.max(start, e.t - WINDOW_SEC);

@@ -3,13 +3,11 @@
  * (after a change to the measures): `tsx test/harness/recompute.ts REPORT.json…`.
  */
 import { readFileSync } from "node:fs";
-import { intervalUses, phaseShares, utilization, type JobsSample } from "./jobs.ts";
+import { intervalUses, phaseShares, runWindow, utilization, type JobsSample } from "./jobs.ts";
 
 for (const file of process.argv.slice(2)) {
   const r = JSON.parse(readFileSync(file, "utf8")) as { samples: JobsSample[]; loadavg?: { start: number[]; end: number[] }; summary: { jobs: { id: string; doneSec: number | null; digestsAgree: boolean | null }[] } };
-  const running = r.samples.filter((s) => s.jobs.some((j) => j.state === "running"));
-  const start = running[0]?.t ?? Infinity;
-  const end = running.at(-1)?.t ?? start;
+  const { start, end } = runWindow(r.samples);
   const p = phaseShares(r.samples, start, end);
   const pct = (x: number | null | undefined): string => (x === null || x === undefined ? "-" : `${(x * 100).toFixed(1)}%`);
   const u = intervalUses(r.samples, start, end);
