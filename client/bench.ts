@@ -29,6 +29,7 @@ import { distWasmPaths } from "./gpu/wasm-paths.ts";
 import { createWgslBackend } from "./gpu/wgsl-backend.ts";
 import type { MatmulStrategy } from "./gpu/kernels.ts";
 import { mnistMlp } from "./jobs/mnist-mlp.ts";
+import { noiseInputs } from "./jobs/random.ts";
 
 export interface BenchRow {
   /** "threads": the CPU path's WASM builds and thread counts side by side (test/bench/kernels-threads.ts). */
@@ -63,24 +64,14 @@ interface Shape {
   readonly transB: boolean;
 }
 
-function rand(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    out[i] = s / 0x1_0000_0000 - 0.5;
-  }
-  return out;
-}
-
 /** Repetitions so that one timing is long enough to measure yet bounded: ~`targetFlops` of work, 1..8. */
 function repsFor(flops: number, targetFlops: number): number {
   return Math.max(1, Math.min(8, Math.round(targetFlops / flops)));
 }
 
 async function timeOurs(backend: ComputeBackend, sh: Shape, reps: number): Promise<number> {
-  const a = rand(sh.m * sh.k, 1);
-  const b = rand(sh.k * sh.n, 2);
+  const a = noiseInputs(sh.m * sh.k, 1);
+  const b = noiseInputs(sh.k * sh.n, 2);
   const run = (r: number): Promise<unknown> =>
     backend.session((s) => {
       const ta = sh.transA ? s.upload(a, sh.k, sh.m) : s.upload(a, sh.m, sh.k);
@@ -98,8 +89,8 @@ async function timeOurs(backend: ComputeBackend, sh: Shape, reps: number): Promi
 }
 
 function timeJs(sh: Shape): number {
-  const a = rand(sh.m * sh.k, 1);
-  const b = rand(sh.k * sh.n, 2);
+  const a = noiseInputs(sh.m * sh.k, 1);
+  const b = noiseInputs(sh.k * sh.n, 2);
   const c = new Float32Array(sh.m * sh.n);
   const t0 = performance.now();
   // i-p-j order over row-major operands (transposes read with strides).
@@ -120,8 +111,8 @@ function timeJs(sh: Shape): number {
 async function timeTf(backendName: string, sh: Shape, reps: number): Promise<number> {
   if (!(await tf.setBackend(backendName))) throw new Error(`TF.js backend ${backendName} unavailable`);
   await tf.ready();
-  const a = tf.tensor2d(rand(sh.m * sh.k, 1), sh.transA ? [sh.k, sh.m] : [sh.m, sh.k]);
-  const b = tf.tensor2d(rand(sh.k * sh.n, 2), sh.transB ? [sh.n, sh.k] : [sh.k, sh.n]);
+  const a = tf.tensor2d(noiseInputs(sh.m * sh.k, 1), sh.transA ? [sh.k, sh.m] : [sh.m, sh.k]);
+  const b = tf.tensor2d(noiseInputs(sh.k * sh.n, 2), sh.transB ? [sh.n, sh.k] : [sh.k, sh.n]);
   try {
     const run = async (r: number): Promise<void> => {
       const outs: tf.Tensor[] = [];

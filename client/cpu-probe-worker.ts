@@ -11,6 +11,7 @@ import { createWasmBackend, wasmStartInfo } from "./gpu/wasm-backend.ts";
 import { distWasmPaths } from "./gpu/wasm-paths.ts";
 import { jobFor } from "./jobs/registry.ts";
 import type { JobDefinition } from "./jobs/job.ts";
+import { noiseInputs } from "./jobs/random.ts";
 
 export interface ProbeStart {
   readonly isolated: boolean;
@@ -34,16 +35,6 @@ function job(name: string): JobDefinition {
 function started(): ComputeBackend {
   if (backend === null) throw new Error("probe not started");
   return backend;
-}
-
-function rand(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    out[i] = s / 0x1_0000_0000 - 0.5;
-  }
-  return out;
 }
 
 const api = {
@@ -88,8 +79,8 @@ const api = {
   /** GFLOP/s of `reps` products `m×k · k×n` in one session (inputs uploaded once, the last product read), after a warm-up. */
   async matmul(m: number, n: number, k: number, reps: number): Promise<number> {
     const b = started();
-    const a = rand(m * k, 1);
-    const c = rand(k * n, 2);
+    const a = noiseInputs(m * k, 1);
+    const c = noiseInputs(k * n, 2);
     const run = (r: number): Promise<unknown> =>
       b.session((s) => {
         const ta = s.upload(a, m, k);

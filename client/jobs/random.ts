@@ -25,3 +25,18 @@ export function fillNormal(out: Float32Array, from: number, n: number, std: numb
     if (i + 1 < n) out[from + i + 1] = std * r * Math.sin(t);
   }
 }
+
+/**
+ * `n` floats in [-0.5, 0.5) from a linear congruential generator: inputs for
+ * the kernel benchmarks and probes (the same for a seed on every page and
+ * thread, cheap, not for initialization).
+ */
+export function noiseInputs(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    out[i] = s / 0x1_0000_0000 - 0.5;
+  }
+  return out;
+}
