@@ -17,7 +17,7 @@
  * (client/cpu-probe.ts). A person opening the page gets a
  * "Run self-test" button and a table. DOM APIs only.
  */
-import type { ComputeBackend, Session, Tensor } from "./gpu/backend.ts";
+import { withSession, type ComputeBackend, type Session, type Tensor } from "./gpu/backend.ts";
 import type { AdapterDescription } from "./gpu/device.ts";
 import { acquireDevice } from "./gpu/device.ts";
 import { refAdam, refBiasAct, refColSum, refMatmul, refMomentum, refMseGrad, refReluBackward, refSoftmaxXent } from "./gpu/kernels-ref.ts";
@@ -446,27 +446,17 @@ export async function gridOomTest(jobName: string, rows: number, fits: number): 
   if (!Number.isInteger(other)) throw new Error(`maxBufferSize ${ballastBytes} is not 4 × ${side} × an integer`);
   const inner = await createWgslBackend(acq.device, { strategy: "vec4", adapter: acq.info.name, fallback: acq.info.isFallback, maxRows: rows });
   const errors: string[] = [];
-  const pressured: ComputeBackend = {
-    backend: inner.backend,
-    kernel: inner.kernel,
-    adapter: inner.adapter,
-    get maxRows() {
-      return inner.maxRows;
-    },
-    shrink: () => inner.shrink(),
-    dispose: () => inner.dispose(),
-    async session<T>(body: (s: Session) => Promise<T>): Promise<T> {
-      try {
-        return await inner.session(async (s) => {
-          if (inner.maxRows > fits) s.matmul(s.upload(new Float32Array(side), side, 1), s.upload(new Float32Array(other), 1, other));
-          return body(s);
-        });
-      } catch (e) {
-        if (e instanceof Error) errors.push(`${e.name}: ${e.message}`);
-        throw e;
-      }
-    },
-  };
+  const pressured = withSession(inner, async <T>(body: (s: Session) => Promise<T>): Promise<T> => {
+    try {
+      return await inner.session(async (s) => {
+        if (inner.maxRows > fits) s.matmul(s.upload(new Float32Array(side), side, 1), s.upload(new Float32Array(other), 1, other));
+        return body(s);
+      });
+    } catch (e) {
+      if (e instanceof Error) errors.push(`${e.name}: ${e.message}`);
+      throw e;
+    }
+  });
   const rowsBefore = inner.maxRows;
   const batch = randomBatch(job, rows, 515);
   const params = job.init(3);

@@ -136,6 +136,25 @@ export interface ComputeBackend extends BackendInfo {
   dispose(): void;
 }
 
+/**
+ * `inner` with `session` in place of its own (which `session` may call, e.g.
+ * to add pressure, delay or faults around it); everything else is `inner`'s,
+ * `maxRows` read live (a shrink shows).
+ */
+export function withSession(inner: ComputeBackend, session: <T>(body: (s: Session) => Promise<T>) => Promise<T>): ComputeBackend {
+  return {
+    backend: inner.backend,
+    kernel: inner.kernel,
+    adapter: inner.adapter,
+    get maxRows() {
+      return inner.maxRows;
+    },
+    shrink: () => inner.shrink(),
+    dispose: () => inner.dispose(),
+    session,
+  };
+}
+
 /** What the worker gets from `job.step`. */
 export interface StepResult {
   /** The delta the optimizer applies (e.g. `−lr · grad`), in the job's parameter layout. */

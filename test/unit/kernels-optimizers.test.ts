@@ -3,7 +3,7 @@ import { createRefBackend } from "../../client/gpu/ref-backend.ts";
 import { refAdam, refMomentum } from "../../client/gpu/kernels-ref.ts";
 import { adam, lrScale, momentum, optimizerByName, sgd } from "../../client/jobs/optimizers.ts";
 import { JOBS } from "../../client/jobs/registry.ts";
-import { OutOfMemoryError, type ComputeBackend } from "../../client/gpu/backend.ts";
+import { OutOfMemoryError, withSession, type ComputeBackend } from "../../client/gpu/backend.ts";
 import { parseCoordinatorArgs, UsageError } from "../../coordinator/cli.ts";
 import { jobSpecSchema, parseServerMessage, type ServerMessage } from "../../coordinator/protocol.ts";
 import { JobRun } from "../../coordinator/job.ts";
@@ -126,13 +126,7 @@ describe("a job's fused step (gradient and optimizer in one session)", () => {
   it("retries with half the rows after an out-of-memory error in the fused session", async () => {
     const inner = createRefBackend(rows);
     let failures = 1;
-    const flaky: ComputeBackend = {
-      ...inner,
-      get maxRows() {
-        return inner.maxRows;
-      },
-      session: (body) => (failures-- > 0 ? Promise.reject(new OutOfMemoryError("simulated")) : inner.session(body)),
-    };
+    const flaky = withSession(inner, (body) => (failures-- > 0 ? Promise.reject(new OutOfMemoryError("simulated")) : inner.session(body)));
     const params = job.init(4);
     const got = await job.step(flaky, params, batch, 0.05, momentum(0.9));
     expect(inner.maxRows).toBe(3);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { matmulShape, OutOfMemoryError, type ComputeBackend, type Tensor } from "../../client/gpu/backend.ts";
+import { matmulShape, OutOfMemoryError, withSession, type ComputeBackend, type Tensor } from "../../client/gpu/backend.ts";
 import { refColSum, refMatmul, refMseGrad, refSoftmaxXent } from "../../client/gpu/kernels-ref.ts";
 import { matmulUniform, rowChunks } from "../../client/gpu/kernels.ts";
 import { createRefBackend } from "../../client/gpu/ref-backend.ts";
@@ -159,18 +159,11 @@ describe("mnist-mlp gradient", () => {
     const inner = createRefBackend(8);
     let fails = 1;
     const seen: number[] = [];
-    const flaky: ComputeBackend = {
-      ...inner,
-      get maxRows() {
-        return inner.maxRows;
-      },
-      shrink: () => inner.shrink(),
-      session(body) {
-        seen.push(inner.maxRows);
-        if (fails-- > 0) return Promise.reject(new OutOfMemoryError("simulated"));
-        return inner.session(body);
-      },
-    };
+    const flaky = withSession(inner, (body) => {
+      seen.push(inner.maxRows);
+      if (fails-- > 0) return Promise.reject(new OutOfMemoryError("simulated"));
+      return inner.session(body);
+    });
     const g = await job.meanGradient(flaky, params, batch);
     expect(seen[0]).toBe(8);
     expect(seen[1]).toBe(4);

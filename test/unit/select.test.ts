@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { ComputeBackend, Session } from "../../client/gpu/backend.ts";
+import { withSession, type ComputeBackend, type Session } from "../../client/gpu/backend.ts";
 import { createRefBackend } from "../../client/gpu/ref-backend.ts";
 import { HOPELESS, syntheticBatch, timeBackend } from "../../client/gpu/select.ts";
 import { JOBS } from "../../client/jobs/registry.ts";
@@ -8,21 +8,11 @@ import { JOBS } from "../../client/jobs/registry.ts";
 function slowBackend(ms: number): { backend: ComputeBackend; sessions: () => number } {
   const inner = createRefBackend(4096);
   let n = 0;
-  const backend: ComputeBackend = {
-    backend: inner.backend,
-    kernel: inner.kernel,
-    adapter: inner.adapter,
-    get maxRows() {
-      return inner.maxRows;
-    },
-    shrink: () => inner.shrink(),
-    dispose: () => inner.dispose(),
-    async session<T>(body: (s: Session) => Promise<T>): Promise<T> {
-      n++;
-      await new Promise((r) => setTimeout(r, ms));
-      return inner.session(body);
-    },
-  };
+  const backend = withSession(inner, async <T>(body: (s: Session) => Promise<T>): Promise<T> => {
+    n++;
+    await new Promise((r) => setTimeout(r, ms));
+    return inner.session(body);
+  });
   return { backend, sessions: () => n };
 }
 
