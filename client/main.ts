@@ -167,7 +167,7 @@ interface Membership {
   snapshotLoaded: boolean;
   snapshotTimer: ReturnType<typeof setInterval> | null;
   /** PeerJS ids of the view's members in the gate (not syncing): only they can answer a snapshot request. */
-  readonly synced: Set<string>;
+  synced: Set<string>;
   /** When a snapshot was last asked for (performance.now()), 0 never. */
   snapshotAskedAt: number;
   /** The replica has its starting point (the snapshot is applied, or none was needed): gaps can be asked for. */
@@ -387,17 +387,17 @@ async function main(): Promise<void> {
   };
 
   /**
-   * Ask one open peer for a snapshot: `to` if given, else one in the gate
-   * (a peer still syncing has none and never answers; several volunteers
-   * moved into a job at once often link to each other first), none while no
-   * such link is open yet.
+   * Ask one open peer for a snapshot, unless a request is out: `to` if given
+   * and it can answer, else one that can. Only members in the gate can (a peer
+   * still syncing has none and never answers; several volunteers moved into a
+   * job at once often link to each other first); any linked peer only while
+   * the view names none in the gate.
    */
   const requestSnapshot = (m: Membership, to?: string): void => {
     if (m.snapshotLoaded || performance.now() - m.snapshotAskedAt < SNAPSHOT_RETRY_MS) return;
-    // Only members in the gate can answer; any linked peer only when the view names none (a job's first members).
-    const open = m.transport.openPeers();
-    const from = m.synced.size > 0 ? open.filter((p) => m.synced.has(p)) : open;
-    const pick = to ?? from[Math.floor(Math.random() * from.length)];
+    const canAnswer = (p: string): boolean => m.synced.size === 0 || m.synced.has(p);
+    const from = m.transport.openPeers().filter(canAnswer);
+    const pick = to === undefined ? from[Math.floor(Math.random() * from.length)] : canAnswer(to) ? to : undefined;
     if (pick === undefined) return;
     m.snapshotAskedAt = performance.now();
     void m.transport.send(pick, FrameType.SNAPSHOT_REQUEST, num(m.welcome.workerId), 0, new Uint8Array(0));
@@ -439,8 +439,7 @@ async function main(): Promise<void> {
         onMessage: (from, msg) => onPeerMessage(m, from, msg),
         onPeerOpen: (p) => {
           log(`peer ${peerOf.get(p) ?? p} connected`);
-          // A peer in the gate is asked (unless a request is out); one still syncing only when no other is known.
-          if (m.synced.has(p) || m.synced.size === 0) requestSnapshot(m, p);
+          requestSnapshot(m, p);
           // A joiner asks once its snapshot is in (before, its replica has no clocks
           // and the peer would re-send everything it retains, to be thrown away).
           if (m.replicaStarted) askForGaps(m, p);
@@ -467,19 +466,15 @@ async function main(): Promise<void> {
   const applyView = (m: Membership, v: ViewMessage): void => {
     m.peerOf.clear();
     m.peerByNum.clear();
-    const newlySynced: string[] = [];
     const synced = new Set<string>();
     for (const a of v.active) {
       m.peerOf.set(a.peerId, a.id);
       m.peerByNum.set(num(a.id), a.peerId);
-      if (a.syncing === true) continue;
-      synced.add(a.peerId);
-      if (!m.synced.has(a.peerId)) newlySynced.push(a.peerId);
+      if (a.syncing !== true) synced.add(a.peerId);
     }
-    m.synced.clear();
-    for (const p of synced) m.synced.add(p);
     // Still without a snapshot and a linked peer has just entered the gate: ask it (unless a request is out).
-    const ready = newlySynced.find((p) => m.transport.isOpen(p));
+    const ready = [...synced].find((p) => !m.synced.has(p) && m.transport.isOpen(p));
+    m.synced = synced;
     if (ready !== undefined) requestSnapshot(m, ready);
     // Links only to this member's neighbours: all others in a mesh, O(log N) in an overlay.
     m.topology = buildTopology(m.peerByNum.keys(), m.welcome.meshMax ?? DEFAULT_MESH_MAX);
