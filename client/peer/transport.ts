@@ -290,16 +290,18 @@ export class PeerTransport {
 
   /** Send one message to one peer, in order, respecting backpressure. */
   send(peerId: string, type: FrameType, sender: number, clock: number, payload: Uint8Array, encoding: Encoding = Encoding.F32): Promise<void> {
-    const link = this.links.get(peerId);
-    if (!link || !link.open || !link.ch) return Promise.resolve();
-    return link.ch.send(type, sender, clock, payload, encoding);
+    return this.openChannel(peerId)?.send(type, sender, clock, payload, encoding) ?? Promise.resolve();
   }
 
   /** Send when the link is otherwise idle (FramedChannel.sendBackground): bulk that nothing waits for. */
   sendBackground(peerId: string, type: FrameType, sender: number, clock: number, payload: Uint8Array, encoding: Encoding = Encoding.F32): Promise<void> {
+    return this.openChannel(peerId)?.sendBackground(type, sender, clock, payload, encoding) ?? Promise.resolve();
+  }
+
+  /** The framing of the link to `peerId` if that link is open (what is sent otherwise is dropped). */
+  private openChannel(peerId: string): FramedChannel | null {
     const link = this.links.get(peerId);
-    if (!link || !link.open || !link.ch) return Promise.resolve();
-    return link.ch.sendBackground(type, sender, clock, payload, encoding);
+    return link?.open === true ? link.ch : null;
   }
 
   broadcast(type: FrameType, sender: number, clock: number, payload: Uint8Array, encoding: Encoding = Encoding.F32): Promise<void> {
