@@ -587,14 +587,20 @@ async function main(): Promise<void> {
     moving = true;
     try {
       const m = member;
-      if (m?.started && !jobOver && (pageState.state === "training" || pageState.state === "waiting" || pageState.state === "loading" || pageState.state === "paused")) {
-        const last = new Promise<number | null>((r) => {
-          finalSeen = r;
-          setTimeout(() => r(null), 5000);
-        });
-        void worker.finish();
-        const clock = await last;
-        finalSeen = null;
+      // Moved while its job finishes (a finishing job keeps only a few pages to drain):
+      // its final clock is reported already, and its updates are still wanted by those.
+      const reported = pageState.state === "finished" || pageState.state === "drained";
+      if (m?.started && !jobOver && (reported || pageState.state === "training" || pageState.state === "waiting" || pageState.state === "loading" || pageState.state === "paused")) {
+        let clock: number | null = pageState.clock;
+        if (!reported) {
+          const last = new Promise<number | null>((r) => {
+            finalSeen = r;
+            setTimeout(() => r(null), 5000);
+          });
+          void worker.finish();
+          clock = await last;
+          finalSeen = null;
+        }
         if (clock !== null) m.leaving = await worker.retained(m.welcome.workerId, 0, clock);
       }
       if (m) m.leaving ??= [];

@@ -85,6 +85,8 @@ export interface JobOptions {
   readonly autoPolicy?: AutoPolicy;
   readonly now?: () => number;
   readonly log?: (line: string) => void;
+  /** Told of each event after it is recorded (the grid of several jobs acts on finishing and done at once). */
+  readonly onEvent?: (kind: string) => void;
   /**
    * Membership changes within this many ms are published as one view epoch
    * (and one shard reassignment); 0 publishes every change at once.
@@ -333,6 +335,7 @@ export class JobRun {
     pushBounded(this.events, e, MAX_EVENTS);
     this.opts.store?.append({ k: "event", ...e });
     this.log(`${kind}${worker ? ` ${worker}` : ""}${detail ? `: ${detail}` : ""}`);
+    this.opts.onEvent?.(kind);
   }
 
   /** Active and straggling workers, sorted by id (cached until membership changes; do not mutate). */

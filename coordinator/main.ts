@@ -50,7 +50,7 @@ export function ensureClientBuilt(log: (l: string) => void): void {
  * The run of a data-parallel job from its configuration, its state in
  * `stateDir/ID/`; `load` gives MNIST (mf-dp brings its own ratings).
  */
-function buildJobRun(cfg: CoordinatorConfig, id: string, load: () => Dataset, log: (l: string) => void, spotChecks = false): JobRun {
+function buildJobRun(cfg: CoordinatorConfig, id: string, load: () => Dataset, log: (l: string) => void, spotChecks = false, onEvent?: (kind: string) => void): JobRun {
   // mf-dp: job mf's problem trained data-parallel, built from the --mf-* flags.
   const mfProblem = cfg.mf?.problem;
   const job = jobFor(cfg.job, mfProblem);
@@ -97,6 +97,7 @@ function buildJobRun(cfg: CoordinatorConfig, id: string, load: () => Dataset, lo
     // Spot-checks serve their models at GET /api/spot/TASK, a route of the only job (not in a --jobs grid yet).
     ...(cfg.spotEveryMs > 0 && spotChecks ? { spotChecks: { ...DEFAULT_SPOT, everyMs: cfg.spotEveryMs } } : {}),
     dataPlane: { ...cfg.ice, meshMax: cfg.meshMax },
+    ...(onEvent ? { onEvent } : {}),
   });
 }
 
@@ -135,7 +136,9 @@ export async function startCoordinator(
     return { server, run };
   }
   const base = jobs.base;
-  const make = (spec: JobSpec): JobRun => buildJobRun(spec.cfg, spec.entry.id, load, (l) => log(`[${spec.entry.id}] ${l}`));
+  // A job's event (finishing, done) reaches the grid after the run's own code has returned: its volunteers move at once.
+  const onEvent = (): void => void setImmediate(() => grid.jobEvent());
+  const make = (spec: JobSpec): JobRun => buildJobRun(spec.cfg, spec.entry.id, load, (l) => log(`[${spec.entry.id}] ${l}`), false, onEvent);
   // Jobs submitted to an earlier run on this state directory come back after the jobs file's (--fresh sets them aside).
   const submitted = new SubmittedJobs(cfg.stateDir, log);
   let restore: JobEntry[] = [];

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startCoordinatorProcess, waitFor, type CoordinatorProcess, type Status } from "../support/coordinator.ts";
 import { digestsAgree } from "../../client/replica.ts";
+import { KEEP_AT_END } from "../../coordinator/jobs.ts";
 
 type JobStatus = Status & { id: string; weight: number; volunteers: number; share: { target: number; actual: number }; served: { shards: number; bytes: number } };
 interface JobsList {
@@ -125,14 +126,17 @@ test("six volunteers split 4:2 between jobs weighted 2:1, move when a job ends, 
     const l = await jobs();
     return job(l, second).job.state === "done" ? l : null;
   }, 120_000, 500);
-  // Each job's end digests agree among its own workers (the first job's the
-  // 4 or 2 it had, the second's all six); nothing was lost (no cut lowered).
+  // Each job's end digests agree among its own workers: the first job kept two
+  // of the 4 or 2 it had to drain (KEEP_AT_END; the others left for the second
+  // job as it began to finish), the second all six; nothing was lost (no cut lowered).
   for (const id of [first, second]) {
     const j = job(bothDone, id);
     // In the view at the end: active, or flagged a straggler (drops are off; under load one page
     // was flagged for a 49 ms step against a 12 ms median and still drained with the others).
     const active = j.workers.filter((w) => w.state === "active" || w.state === "straggler");
-    expect(active.length).toBe(id === second ? 6 : id === "a" ? 4 : 2);
+    expect(active.length).toBe(id === second ? 6 : KEEP_AT_END);
+    // The released ones left cleanly (a leave at their final clock), none was dropped.
+    expect(j.workers.filter((w) => w.state === "dropped")).toEqual([]);
     const ds = active.map((w) => w.digest);
     for (const d of ds) expect(d).not.toBeNull();
     for (const d of ds) expect(digestsAgree(ds[0]!, d!)).toBe(true);

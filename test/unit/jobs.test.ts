@@ -166,35 +166,79 @@ describe("volunteers shared between jobs", () => {
     expect(list.fairnessError).toBeLessThan(1e-9);
   });
 
-  it("moves a finished job's volunteers to the other job: a clean leave, then an ordinary join", () => {
+  it("a finishing job keeps two volunteers to drain and moves the others at once; the two follow when it is done", () => {
     let t = 1000;
     const { grid, a, b } = twoJobs(() => t);
     const pages = Array.from({ length: 6 }, () => new FakePage(grid));
-    for (const p of pages) p.join();
+    for (const p of pages) {
+      p.join();
+      t += 10;
+    }
     const onA = pages.filter((p) => grid.membership(p.vid)?.job === "a");
+    expect(onA).toHaveLength(4);
     onA.forEach((p, i) => p.clock(3 + i));
-    // Job a reaches its end: its workers stop, report, drain, digest.
+    t += 5000;
+    // Job a reaches its end: the run tells the grid (coordinator/main.ts calls jobEvent after each
+    // event), which moves all but the two longest in it without waiting for a tick.
     a.finish("target reached");
-    grid.tick();
-    expect(onA.every((p) => p.last("move") === undefined)).toBe(true); // finishing: they stay to drain
-    for (const p of onA) grid.onMessage(p.vid, { type: "final", clock: 9 });
-    for (const p of onA) grid.onMessage(p.vid, { type: "digest", digest: { sum: 1, l2: 1, proj: [1] }, vector: {} });
+    grid.jobEvent();
+    const [kept, released] = [onA.slice(0, 2), onA.slice(2)];
+    expect(kept.every((p) => p.last("move") === undefined)).toBe(true);
+    for (const p of released) {
+      const mv = p.last("move");
+      expect(mv?.job).toBe("b");
+      expect(mv?.reason).toMatch(/job a is finishing/);
+      // The page stops, reports its final clock and leaves: a clean leave at that clock.
+      p.move(9);
+      expect(grid.membership(p.vid)?.job).toBe("b");
+      expect(p.last("welcome")?.grid?.job).toBe("b");
+    }
+    const as = () => a.status() as { workers: { id: string; state: string; digest: unknown }[]; events: { kind: string; detail?: string }[] };
+    expect(as().workers.filter((w) => w.state === "left")).toHaveLength(2);
+    expect(as().events.filter((e) => e.kind === "left").every((e) => /moved to job b/.test(e.detail ?? ""))).toBe(true);
+    // The kept two drain (their target counts the leavers' final clocks) and report digests: done.
+    for (const p of kept) grid.onMessage(p.vid, { type: "final", clock: 9 });
+    const drain = kept[0]?.last("drain");
+    expect(drain?.target).toBeDefined();
+    expect(Object.values(drain?.target ?? {}).every((c) => c === 9)).toBe(true);
+    expect(Object.keys(drain?.target ?? {})).toHaveLength(4);
+    for (const p of kept) grid.onMessage(p.vid, { type: "digest", digest: { sum: 1, l2: 1, proj: [1] }, vector: {} });
     expect(a.state).toBe("done");
-    t += 500;
-    grid.tick();
-    for (const p of onA) {
+    expect(as().workers.filter((w) => w.state === "active" && w.digest !== null)).toHaveLength(2);
+    expect(as().events.some((e) => e.kind === "cut-lowered")).toBe(false);
+    grid.jobEvent();
+    for (const p of kept) {
       const mv = p.last("move");
       expect(mv?.job).toBe("b");
       expect(mv?.reason).toMatch(/job a is done/);
       p.move(9);
       expect(grid.membership(p.vid)?.job).toBe("b");
-      expect(p.last("welcome")?.grid?.job).toBe("b");
     }
     expect(counts(grid, pages)).toEqual({ b: 6 });
     const bs = b.status() as { workers: { state: string }[] };
     expect(bs.workers.filter((w) => w.state === "active")).toHaveLength(6);
     const moves = (grid.list() as { moves: { from: string; to: string }[] }).moves;
     expect(moves.filter((m) => m.from === "a" && m.to === "b")).toHaveLength(4);
+  });
+
+  it("a finishing job with no other job to go to keeps all its volunteers, and they wait when it is done", () => {
+    let t = 1000;
+    const grid = new JobGrid({ multi: true, rebalanceMs: 5000, now: () => t });
+    const a = new JobRun(tinyJobOptions({ now: () => t, viewBatchMs: 0 }));
+    grid.add({ id: "a", weight: 1, minWorkers: 0, maxWorkers: 100, priority: 0 }, a);
+    const pages = Array.from({ length: 4 }, () => new FakePage(grid));
+    for (const p of pages) p.join();
+    pages.forEach((p, i) => p.clock(3 + i));
+    a.finish("target reached");
+    grid.jobEvent();
+    t += 500;
+    grid.tick();
+    expect(pages.every((p) => p.last("move") === undefined)).toBe(true);
+    for (const p of pages) grid.onMessage(p.vid, { type: "final", clock: 9 });
+    for (const p of pages) grid.onMessage(p.vid, { type: "digest", digest: { sum: 1, l2: 1, proj: [1] }, vector: {} });
+    expect(a.state).toBe("done");
+    const s = a.status() as { workers: { state: string; digest: unknown }[] };
+    expect(s.workers.filter((w) => w.state === "active" && w.digest !== null)).toHaveLength(4);
   });
 
   it("a job whose pages all closed resumes from the newest model it holds, not from its initial parameters", async () => {
