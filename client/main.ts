@@ -297,7 +297,7 @@ async function main(): Promise<void> {
         }
         const buf = d.value.buffer as ArrayBuffer;
         void worker.receive(`w${msg.sender}`, msg.clock, Comlink.transfer(buf, [buf])).then((r) => {
-          if (r !== "applied" && r !== "duplicate") noteRefused(`u(w${msg.sender},${msg.clock}) from ${m.peerOf.get(fromPeer) ?? fromPeer}: ${r}`);
+          if (r !== "applied" && r !== "duplicate" && r !== "held") noteRefused(`u(w${msg.sender},${msg.clock}) from ${m.peerOf.get(fromPeer) ?? fromPeer}: ${r}`);
         });
         return;
       }

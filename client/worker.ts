@@ -16,6 +16,7 @@ import { wasmStartInfo } from "./gpu/wasm-backend.ts";
 import { asResilient } from "./gpu/resilient.ts";
 import { jobFor } from "./jobs/registry.ts";
 import { idleAfterStep, NO_PACE, type Pace } from "./pace.ts";
+import { EarlyUpdates } from "./early.ts";
 import { lrScale, optimizerByName, type Optimizer } from "./jobs/optimizers.ts";
 import type { JobDefinition } from "./jobs/job.ts";
 import { AskWhenStalled } from "./chase.ts";
@@ -153,6 +154,8 @@ class TrainingWorker {
   private lackKey = "";
   /** Time blocked by the SSP gate in this membership, ms. */
   private waitMs = 0;
+  /** Peers' updates that came before the replica was ready (client/early.ts). */
+  private readonly early = new EarlyUpdates();
   /** Never reset: the worker's time per phase since the page loaded (utilization, coordinator/jobs.ts). */
   private readonly phaseTotals: PhaseTimes = { stepping: 0, gate: 0, loading: 0, paused: 0, draining: 0, idle: 0 };
   private phase: WorkerPhase = "idle";
@@ -247,6 +250,7 @@ class TrainingWorker {
     this.feedback = new ErrorFeedback(this.compression, job.parameters);
     this.ready = !welcome.needsSnapshot;
     this.readySent = false;
+    this.early.take();
     if (welcome.base && !welcome.needsSnapshot) {
       // The coordinator restarted: this incarnation starts from its checkpoint.
       this.ready = false;
@@ -276,6 +280,7 @@ class TrainingWorker {
         if (this.generation !== gen || !this.replica) return;
         this.replica.setBase(r.value.params);
         this.ready = true;
+        this.applyEarly();
         cb.log(`resumed from the coordinator's checkpoint at clock ${clock}`);
         this.poke();
         return;
@@ -398,8 +403,15 @@ class TrainingWorker {
     this.sampler.setShards(have);
   }
 
-  receive(sender: string, clock: number, buffer: ArrayBuffer): ReceiveResult | "not-ready" {
-    if (!this.replica || !this.ready) return "not-ready";
+  /**
+   * A peer's update: applied, or (a joiner before its snapshot, or a restarted
+   * worker before its base is loaded) held until the replica starts (`held`);
+   * beyond the hold's bounds it is refused (`not-ready`) and asked for again
+   * after the snapshot like any gap.
+   */
+  receive(sender: string, clock: number, buffer: ArrayBuffer): ReceiveResult | "held" | "not-ready" {
+    if (this.replica && !this.ready) return this.early.hold(sender, clock, buffer) ? "held" : "not-ready";
+    if (!this.replica) return "not-ready";
     const unfolded = this.replica.lateUnfolded;
     const r = this.replica.receive(sender, clock, new Float32Array(buffer));
     if (this.replica.lateUnfolded > unfolded) this.cb?.log(`u(${sender},${clock}) came after its clock was aggregated and could not re-aggregate it (no longer retained)`);
@@ -409,6 +421,18 @@ class TrainingWorker {
       this.poke();
     }
     return r;
+  }
+
+  /**
+   * The updates held while the replica was not ready, now applied: those the
+   * snapshot already counts are duplicates; the rest are the ones its giver
+   * had not seen, which need not be asked for again.
+   */
+  private applyEarly(): void {
+    const held = this.early.take();
+    let applied = 0;
+    for (const u of held) if (this.receive(u.sender, u.clock, u.buffer) === "applied") applied++;
+    if (held.length > 0) this.cb?.log(`${held.length} updates held until the replica started: ${applied} applied, ${held.length - applied} already counted`);
   }
 
   /** A consistent snapshot for a joining peer: parameters, vector clock, retained updates it counts. */
@@ -432,6 +456,7 @@ class TrainingWorker {
     const start = this.welcome?.startClock ?? 0;
     this.replica.loadSnapshot(new Float32Array(params), { ...vector, [own]: start }, frontier);
     this.ready = true;
+    this.applyEarly();
     // The page then asks each author's updates after the snapshot from the peer they come through
     // (client/main.ts askForGaps); the staleness gate's anti-entropy asks everyone for what is still lacking.
     this.cb?.log(`snapshot loaded (${Object.keys(vector).length} clocks)`);
