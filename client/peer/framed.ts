@@ -68,7 +68,11 @@ export class FramedChannel {
       for (const f of frames) {
         // The channel may close mid-message.
         if (this.closed || dc.readyState !== "open") return;
-        if (dc.bufferedAmount > HIGH_WATER) await waitLow(dc);
+        if (dc.bufferedAmount > HIGH_WATER) {
+          await waitLow(dc);
+          // The wait also ends when the channel closes: the rest of the message is dropped, not sent into it.
+          if (this.closed || dc.readyState !== "open") return;
+        }
         try {
           dc.send(f);
           this.opts.onBytes?.("out", f.byteLength);

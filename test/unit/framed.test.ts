@@ -30,6 +30,9 @@ class FakeChannel implements FrameSink {
     this.bufferedAmount = level;
     if (level <= this.bufferedAmountLowThreshold) for (const f of [...(this.listeners.get("bufferedamountlow") ?? [])]) f();
   }
+  fireClose(): void {
+    for (const f of [...(this.listeners.get("close") ?? [])]) f();
+  }
   /** (type, clock) of each message sent, in order (every message here is one frame). */
   order(): [FrameType, number][] {
     return this.sent.map((b) => {
@@ -102,5 +105,23 @@ describe("framed channel", () => {
     expect(ch.backgroundQueued).toBe(0);
     await ch.sendBackground(FrameType.RETAINED, 1, 4, payload);
     expect(dc.sent).toHaveLength(0);
+  });
+
+  it("a message waiting for the buffer to drain when the channel closes is dropped, not sent into the closed channel", async () => {
+    const dc = new FakeChannel();
+    const failures: string[] = [];
+    const ch = new FramedChannel(dc, { maxMessageBytes: 1 << 20, ids: new MessageIdSource(), onMessage: () => {}, onReject: (r) => failures.push(r), log: () => {} });
+    dc.bufferedAmount = HIGH_WATER + 1;
+    const sent = ch.send(FrameType.UPDATE, 1, 9, payload);
+    await tick();
+    expect(dc.sent).toHaveLength(0);
+    // The real channel fires "close" and refuses send() from then on.
+    dc.readyState = "closed";
+    dc.send = () => {
+      throw new Error("RTCDataChannel.readyState is not 'open'");
+    };
+    dc.fireClose();
+    await sent;
+    expect(failures).toEqual([]);
   });
 });
