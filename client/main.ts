@@ -168,8 +168,9 @@ interface Membership {
   snapshotTimer: ReturnType<typeof setInterval> | null;
   /** PeerJS ids of the view's members in the gate (not syncing): only they can answer a snapshot request. */
   synced: Set<string>;
-  /** When a snapshot was last asked for (performance.now()), 0 never. */
+  /** When a snapshot was last asked for (performance.now()), 0 never; and of whom (PeerJS id). */
   snapshotAskedAt: number;
+  snapshotAskedOf: string | null;
   /** The replica has its starting point (the snapshot is applied, or none was needed): gaps can be asked for. */
   replicaStarted: boolean;
   /** Left after a `move`: its own updates still retained, served to peers' re-send requests until its links close. */
@@ -400,7 +401,20 @@ async function main(): Promise<void> {
     const pick = to === undefined ? from[Math.floor(Math.random() * from.length)] : canAnswer(to) ? to : undefined;
     if (pick === undefined) return;
     m.snapshotAskedAt = performance.now();
+    m.snapshotAskedOf = pick;
     void m.transport.send(pick, FrameType.SNAPSHOT_REQUEST, num(m.welcome.workerId), 0, new Uint8Array(0));
+  };
+
+  /**
+   * The peer asked for a snapshot cannot answer any more (its link closed, or
+   * it left the view: a volunteer moved to another job as this one joined):
+   * ask another now rather than after the retry time.
+   */
+  const snapshotGiverGone = (m: Membership, p: string): void => {
+    if (m.snapshotLoaded || m.snapshotAskedOf !== p) return;
+    m.snapshotAskedAt = 0;
+    m.snapshotAskedOf = null;
+    requestSnapshot(m);
   };
 
   const startMembership = (w: WelcomeMessage): Membership => {
@@ -426,6 +440,7 @@ async function main(): Promise<void> {
       snapshotTimer: null,
       synced: new Set(),
       snapshotAskedAt: 0,
+      snapshotAskedOf: null,
       replicaStarted: !w.needsSnapshot,
       leaving: null,
       transport: new PeerTransport({
@@ -447,6 +462,7 @@ async function main(): Promise<void> {
         onPeerLost: (p, why, wasOpen) => {
           const wid = peerOf.get(p);
           log(`peer ${wid ?? p} lost: ${why}`);
+          snapshotGiverGone(m, p);
           // Only the current membership reports: after a move, the old job's links close under this page
           // and those ids mean other workers in the new job.
           if (!wid || !wasOpen || member !== m) return;
@@ -475,6 +491,7 @@ async function main(): Promise<void> {
     // Still without a snapshot and a linked peer has just entered the gate: ask it (unless a request is out).
     const ready = [...synced].find((p) => !m.synced.has(p) && m.transport.isOpen(p));
     m.synced = synced;
+    if (m.snapshotAskedOf !== null && !m.peerOf.has(m.snapshotAskedOf)) snapshotGiverGone(m, m.snapshotAskedOf);
     if (ready !== undefined) requestSnapshot(m, ready);
     // Links only to this member's neighbours: all others in a mesh, O(log N) in an overlay.
     m.topology = buildTopology(m.peerByNum.keys(), m.welcome.meshMax ?? DEFAULT_MESH_MAX);
