@@ -803,6 +803,11 @@ export class JobRun {
     if (next) this.evaluate(next.clock, next.params);
   }
 
+  /** How far the job is: its most advanced active worker's clock, and its --max-clock (0: none). */
+  progress(): { clock: number; maxClock: number } {
+    return { clock: this.clockRangeCached().max, maxClock: this.opts.maxClock };
+  }
+
   /** The job is ending: its workers stop, drain and report digests (coordinator/jobs.ts keeps them). */
   isFinishing(): boolean {
     return this.finishing !== null && this.state !== "done";

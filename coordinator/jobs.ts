@@ -221,6 +221,15 @@ const SETTLE_MS = 3000;
  */
 export const KEEP_AT_END = 2;
 
+/**
+ * A job expected to reach its max clock within this long (at the pace of its
+ * last PACE_WINDOW_MS) takes no more volunteers: a join costs 1–3 s before the
+ * joiner steps (links, snapshot, sync; more on a loaded machine), and a joiner
+ * not synced when its job ends leaves with nothing done and moves again.
+ */
+export const CLOSING_SOON_MS = 5000;
+const PACE_WINDOW_MS = 2000;
+
 /** open: takes volunteers; finishing: it keeps KEEP_AT_END workers to drain, the others are free; closed: paused or cancelled, its volunteers go elsewhere; over: done or failed. */
 type Phase = "open" | "finishing" | "closed" | "over";
 
@@ -233,6 +242,8 @@ export class JobGrid {
   private readonly credentials = new Map<string, string>();
   private readonly moves: MoveRecord[] = [];
   private readonly phases = new Map<string, Phase>();
+  /** Per job: its clock at recent ticks (the pace that `endsInMs` extrapolates). */
+  private readonly paces = new Map<string, { t: number; clock: number }[]>();
   private lastRebalance: number;
   /** Moves held back because their volunteer had only just joined its job: computed again then. */
   private recheckAt: number | null = null;
@@ -511,12 +522,47 @@ export class JobGrid {
     const out: JobDemand[] = [];
     for (const j of this.all()) {
       const p = this.phase(j);
-      if (p === "open") out.push({ id: j.id, weight: j.weight, minWorkers: j.minWorkers, maxWorkers: j.maxWorkers, priority: j.priority });
-      else if (p === "closed" && !j.cancelled && [...this.vols.values()].some((v) => v.available && this.heading(v) === j.id)) {
+      if (p === "open") {
+        // Ending within seconds: it keeps whom it has and takes nobody new (CLOSING_SOON_MS).
+        const ends = this.endsInMs(j);
+        const has = ends !== null && ends < CLOSING_SOON_MS ? [...this.vols.values()].filter((v) => v.available && this.heading(v) === j.id).length : 0;
+        const cap = has > 0 ? { minWorkers: Math.min(j.minWorkers, has), maxWorkers: Math.min(j.maxWorkers, has) } : { minWorkers: j.minWorkers, maxWorkers: j.maxWorkers };
+        out.push({ id: j.id, weight: j.weight, ...cap, priority: j.priority });
+      } else if (p === "closed" && !j.cancelled && [...this.vols.values()].some((v) => v.available && this.heading(v) === j.id)) {
         out.push({ id: j.id, weight: j.weight, minWorkers: 1, maxWorkers: 1, priority: j.priority });
       }
     }
     return out;
+  }
+
+  /**
+   * When a job with a max clock should reach it, ms from now, at the pace its
+   * clock kept over the last PACE_WINDOW_MS of ticks; null without a max
+   * clock, or before a second of pace is known, or while it does not advance.
+   */
+  endsInMs(j: GridJob): number | null {
+    const pr = j.run.progress?.();
+    const xs = this.paces.get(j.id);
+    if (!pr || pr.maxClock <= 0 || !xs || xs.length < 2) return null;
+    const a = xs[0] as { t: number; clock: number };
+    const b = xs[xs.length - 1] as { t: number; clock: number };
+    if (b.t - a.t < 1000 || b.clock <= a.clock) return null;
+    return (Math.max(0, pr.maxClock - pr.clock) * (b.t - a.t)) / (b.clock - a.clock);
+  }
+
+  /** Record each running job's clock (at every tick) for `endsInMs`. */
+  private notePaces(now: number): void {
+    for (const j of this.all()) {
+      const pr = j.run.progress?.();
+      if (!pr || pr.maxClock <= 0 || this.phase(j) !== "open") {
+        this.paces.delete(j.id);
+        continue;
+      }
+      const xs = this.paces.get(j.id) ?? [];
+      xs.push({ t: now, clock: pr.clock });
+      while (xs.length > 2 && now - (xs[1] as { t: number }).t >= PACE_WINDOW_MS) xs.shift();
+      this.paces.set(j.id, xs);
+    }
   }
 
   /** Where a volunteer's work goes now (a move in flight counts as done). */
@@ -664,6 +710,7 @@ export class JobGrid {
     for (const j of this.all()) j.run.tick(intervalMs);
     if (!this.multi) return;
     const now = this.now();
+    this.notePaces(now);
     const changed = this.phaseChanges();
     for (const v of this.vols.values()) {
       if (v.moving && now - v.moving.since > (this.opts.moveTimeoutMs ?? 10_000)) {
@@ -744,6 +791,8 @@ export class JobGrid {
       priority: j.priority,
       cancelled: j.cancelled,
       share: { target: shares.targets.get(j.id) ?? 0, actual: shares.actual.get(j.id) ?? 0 },
+      // When it should reach its max clock at its recent pace (null: no max clock or no pace yet); under CLOSING_SOON_MS it takes nobody new.
+      endsInSec: ((ms) => (ms === null ? null : Math.round(ms / 100) / 10))(this.phase(j) === "open" ? this.endsInMs(j) : null),
       volunteers: shares.counts.get(j.id) ?? 0,
       ...j.run.status(),
     };

@@ -37,6 +37,8 @@ export type GridRun = Pick<
   countRejection?(id: string, code: RejectCode): void;
   /** The job is ending (target reached or stopped): its workers drain and report digests. */
   isFinishing?(): boolean;
+  /** Its most advanced worker's clock and its max clock (0: none): the grid's estimate of when it ends. */
+  progress?(): { clock: number; maxClock: number };
   /** The checkpoint this run resumed from (GET /api/checkpoint), for jobs that resume. */
   baseModel?(): Uint8Array | null;
   /** Whether a page presenting this credential is one of this run's volunteers (this incarnation's or an earlier one's). */

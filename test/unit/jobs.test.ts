@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { UsageError } from "../../coordinator/cli.ts";
 import { JobRun } from "../../coordinator/job.ts";
-import { baseArgs, JobGrid, jobSpec, readJobsFile } from "../../coordinator/jobs.ts";
+import { baseArgs, CLOSING_SOON_MS, JobGrid, jobSpec, readJobsFile } from "../../coordinator/jobs.ts";
 import { startServer, type RunningServer } from "../../coordinator/server.ts";
 import { decodeModelUpload, encodeModelUpload, parseServerMessage, type ServerMessage } from "../../coordinator/protocol.ts";
 import { mnistSoftmax } from "../../client/jobs/mnist-softmax.ts";
@@ -219,6 +219,44 @@ describe("volunteers shared between jobs", () => {
     expect(bs.workers.filter((w) => w.state === "active")).toHaveLength(6);
     const moves = (grid.list() as { moves: { from: string; to: string }[] }).moves;
     expect(moves.filter((m) => m.from === "a" && m.to === "b")).toHaveLength(4);
+  });
+
+  it("a job about to reach its max clock takes no new volunteer; one that is not gets it", () => {
+    for (const clocksPerSec of [300, 20]) {
+      let t = 1000;
+      const grid = new JobGrid({ multi: true, rebalanceMs: 60_000, now: () => t });
+      const a = new JobRun(tinyJobOptions({ now: () => t, viewBatchMs: 0, maxClock: 1000 }));
+      const b = new JobRun(tinyJobOptions({ now: () => t, viewBatchMs: 0 }));
+      grid.add({ id: "a", weight: 2, minWorkers: 0, maxWorkers: 100, priority: 0 }, a);
+      grid.add({ id: "b", weight: 1, minWorkers: 0, maxWorkers: 100, priority: 0 }, b);
+      const pages = Array.from({ length: 3 }, () => new FakePage(grid));
+      for (const p of pages) p.join();
+      const onA = pages.filter((p) => grid.membership(p.vid)?.job === "a");
+      expect(onA).toHaveLength(2);
+      // Three seconds of ticks with job a's clock advancing at `clocksPerSec`.
+      for (let k = 1; k <= 6; k++) {
+        t += 500;
+        for (const p of onA) p.clock(Math.round((clocksPerSec * k) / 2));
+        grid.tick();
+      }
+      const aStatus = (grid.list() as { jobs: { id: string; endsInSec: number | null }[] }).jobs;
+      const ends = aStatus.find((j) => j.id === "a")?.endsInSec;
+      expect(aStatus.find((j) => j.id === "b")?.endsInSec).toBeNull();
+      const late = new FakePage(grid);
+      late.join();
+      if (clocksPerSec === 300) {
+        // 900 of 1000 clocks at 300 a second: it ends in about 1/3 s.
+        expect(ends).toBeGreaterThan(0);
+        expect(ends! * 1000).toBeLessThan(CLOSING_SOON_MS);
+        expect(grid.membership(late.vid)?.job).toBe("b");
+      } else {
+        // 60 of 1000 clocks at 20 a second: 47 s to go; the weights give the newcomer to a.
+        expect(ends! * 1000).toBeGreaterThan(CLOSING_SOON_MS);
+        expect(grid.membership(late.vid)?.job).toBe("a");
+      }
+      // Nobody already on job a was moved away.
+      for (const p of onA) expect(grid.membership(p.vid)?.job).toBe("a");
+    }
   });
 
   it("a finishing job with no other job to go to keeps all its volunteers, and they wait when it is done", () => {
