@@ -167,6 +167,35 @@ export class FramedChannel {
   }
 }
 
+/**
+ * A link whose buffered bytes have not gone down for this long is stalled:
+ * seen in harness runs after a snapshot and its catch-up (MBs) went to a
+ * joiner on a loaded machine, the channel then carried nothing, heartbeats
+ * included, for 3–9 s, while each side waited for the other's updates.
+ * Closed and dialed again, the link came back within 0.1 s.
+ */
+export const STALL_MS = 2000;
+
+/** Watches one channel's `bufferedAmount` for progress (see STALL_MS). */
+export class DrainWatch {
+  private last = 0;
+  private progressAt: number;
+
+  constructor(now: number) {
+    this.progressAt = now;
+  }
+
+  /**
+   * One look at the buffer: how long bytes have waited in it without any
+   * leaving (0 while it drains or is empty).
+   */
+  check(buffered: number, now: number): number {
+    if (buffered === 0 || buffered < this.last) this.progressAt = now;
+    this.last = buffered;
+    return buffered > 0 ? now - this.progressAt : 0;
+  }
+}
+
 export function waitLow(dc: Pick<FrameSink, "addEventListener" | "removeEventListener">): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {

@@ -18,7 +18,7 @@
 import Peer, { type DataConnection } from "peerjs";
 import { Encoding, FrameType, MessageIdSource, type ReceivedMessage, type RejectReason } from "./frames.ts";
 import type { UpdateRejectReason } from "../compress.ts";
-import { FramedChannel } from "./framed.ts";
+import { DrainWatch, FramedChannel, STALL_MS } from "./framed.ts";
 import { every } from "../pulse.ts";
 
 export interface TransportOptions {
@@ -48,6 +48,8 @@ interface Link {
   lastHeard: number;
   /** Framing over the connection's DataChannel, from when it opens. */
   ch: FramedChannel | null;
+  /** Whether bytes leave its DataChannel's buffer (a stalled link is closed and dialed again). */
+  drain: DrainWatch | null;
 }
 
 const HEARTBEAT_MS = 500;
@@ -210,6 +212,7 @@ export class PeerTransport {
       since: performance.now(),
       lastHeard: performance.now(),
       ch: null,
+      drain: null,
     };
     this.links.set(conn.peer, link);
     conn.on("open", () => {
@@ -282,6 +285,13 @@ export class PeerTransport {
       }
       if (now - link.lastHeard > SILENT_MS) {
         this.lose(peerId, link, `silent for ${Math.round(now - link.lastHeard)} ms`);
+        continue;
+      }
+      const buffered = link.conn.dataChannel?.bufferedAmount ?? 0;
+      link.drain ??= new DrainWatch(now);
+      const stuck = link.drain.check(buffered, now);
+      if (stuck >= STALL_MS) {
+        this.lose(peerId, link, `stalled: ${Math.round(buffered / 1024)} KB unsent for ${Math.round(stuck)} ms`);
         continue;
       }
       if (beat) void this.send(peerId, FrameType.HEARTBEAT, 0, 0, new Uint8Array(0));
