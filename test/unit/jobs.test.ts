@@ -126,6 +126,18 @@ function twoJobs(now: () => number): { grid: JobGrid; a: JobRun; b: JobRun } {
   return { grid, a, b };
 }
 
+/** Each page got a move to job b for `why`, answered it at clock 9 and is a worker of b, welcomed there. */
+function answerMoveToB(grid: JobGrid, pages: readonly FakePage[], why: RegExp): void {
+  for (const p of pages) {
+    const mv = p.last("move");
+    expect(mv?.job).toBe("b");
+    expect(mv?.reason).toMatch(why);
+    p.move(9);
+    expect(grid.membership(p.vid)?.job).toBe("b");
+    expect(p.last("welcome")?.grid?.job).toBe("b");
+  }
+}
+
 const counts = (grid: JobGrid, pages: FakePage[]): Record<string, number> => {
   const c: Record<string, number> = {};
   for (const p of pages) {
@@ -184,15 +196,8 @@ describe("volunteers shared between jobs", () => {
     grid.jobEvent();
     const [kept, released] = [onA.slice(0, 2), onA.slice(2)];
     expect(kept.every((p) => p.last("move") === undefined)).toBe(true);
-    for (const p of released) {
-      const mv = p.last("move");
-      expect(mv?.job).toBe("b");
-      expect(mv?.reason).toMatch(/job a is finishing/);
-      // The page stops, reports its final clock and leaves: a clean leave at that clock.
-      p.move(9);
-      expect(grid.membership(p.vid)?.job).toBe("b");
-      expect(p.last("welcome")?.grid?.job).toBe("b");
-    }
+    // The page stops, reports its final clock and leaves: a clean leave at that clock.
+    answerMoveToB(grid, released, /job a is finishing/);
     const as = () => a.status() as { workers: { id: string; state: string; digest: unknown }[]; events: { kind: string; detail?: string }[] };
     expect(as().workers.filter((w) => w.state === "left")).toHaveLength(2);
     expect(as().events.filter((e) => e.kind === "left").every((e) => /moved to job b/.test(e.detail ?? ""))).toBe(true);
@@ -207,13 +212,7 @@ describe("volunteers shared between jobs", () => {
     expect(as().workers.filter((w) => w.state === "active" && w.digest !== null)).toHaveLength(2);
     expect(as().events.some((e) => e.kind === "cut-lowered")).toBe(false);
     grid.jobEvent();
-    for (const p of kept) {
-      const mv = p.last("move");
-      expect(mv?.job).toBe("b");
-      expect(mv?.reason).toMatch(/job a is done/);
-      p.move(9);
-      expect(grid.membership(p.vid)?.job).toBe("b");
-    }
+    answerMoveToB(grid, kept, /job a is done/);
     expect(counts(grid, pages)).toEqual({ b: 6 });
     const bs = b.status() as { workers: { state: string }[] };
     expect(bs.workers.filter((w) => w.state === "active")).toHaveLength(6);
