@@ -461,7 +461,7 @@ async function main(): Promise<void> {
         },
         onPeerLost: (p, why, wasOpen) => {
           const wid = peerOf.get(p);
-          log(`peer ${wid ?? p} lost: ${why}`);
+          log(`${member === m ? "" : "(a job left) "}peer ${wid ?? p} lost: ${why}`);
           snapshotGiverGone(m, p);
           // Only the current membership reports: after a move, the old job's links close under this page
           // and those ids mean other workers in the new job.
@@ -626,6 +626,8 @@ async function main(): Promise<void> {
         member = null;
         if (m.snapshotTimer) clearInterval(m.snapshotTimer);
         void worker.stop();
+        // Its links answer re-send requests for MOVE_GRACE_MS; none is dialled again meanwhile.
+        m.transport.retire();
         setTimeout(() => m.transport.destroy(), MOVE_GRACE_MS);
       }
       pageState.workerId = null;

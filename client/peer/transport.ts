@@ -93,6 +93,8 @@ export class PeerTransport {
   /** When this transport was made, and whether signaling has registered it yet (for the log: how long links take). */
   private readonly createdAt = performance.now();
   private registered = false;
+  /** Left after a move (`retire`): no dialling, no signaling reconnects. */
+  private retired = false;
 
   constructor(private readonly opts: TransportOptions) {
     const u = new URL(opts.coordinator);
@@ -137,6 +139,17 @@ export class PeerTransport {
     return [...this.links.entries()].filter(([, l]) => l.open).map(([id]) => id);
   }
 
+  /**
+   * This membership was left (a move to another job): its open links stay,
+   * answering re-send requests until `destroy`, but nothing is dialled again
+   * and signaling is not reconnected (its peer id is no longer the job's).
+   */
+  retire(): void {
+    this.retired = true;
+    if (this.signalingTimer !== null) clearTimeout(this.signalingTimer);
+    this.signalingTimer = null;
+  }
+
   /** Keep connections to exactly these peers (peer id → worker number). */
   setPeers(peers: Map<string, number>): void {
     this.wanted = peers;
@@ -158,7 +171,7 @@ export class PeerTransport {
     // PeerJS makes no connection while this peer is destroyed or away from signaling, and it drops
     // (silently) what it sends before its signaling socket is open: a dial then never opens and
     // waits out OPEN_TIMEOUT_MS. So dial only once registered; `open` dials what is missing.
-    if (this.peer.destroyed || this.peer.disconnected || !this.peer.open) return;
+    if (this.retired || this.peer.destroyed || this.peer.disconnected || !this.peer.open) return;
     const t = performance.now();
     for (const [peerId, num] of this.wanted) {
       if (peerId === this.opts.peerId || num >= this.opts.selfNumber || this.links.has(peerId)) continue;
@@ -171,7 +184,7 @@ export class PeerTransport {
 
   /** Signaling dropped (PeerJS "disconnected"): open links stay; try again after the back-off. */
   private signalingLost(): void {
-    if (this.peer.destroyed || this.signalingTimer !== null) return;
+    if (this.retired || this.peer.destroyed || this.signalingTimer !== null) return;
     const delay = this.signalingDelay * (0.8 + 0.4 * Math.random());
     this.signalingDelay = Math.min(SIGNALING_RETRY_MAX_MS, this.signalingDelay * 2);
     this.opts.log(`signaling lost; reconnecting in ${(delay / 1000).toFixed(1)} s (open links stay up)`);
