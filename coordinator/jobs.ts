@@ -229,6 +229,8 @@ export const KEEP_AT_END = 2;
  */
 export const CLOSING_SOON_MS = 5000;
 const PACE_WINDOW_MS = 2000;
+/** Least span of ticks a pace is taken from (one tick apart is too few: a tick may come late). */
+const PACE_MIN_MS = 900;
 
 /** open: takes volunteers; finishing: it keeps KEEP_AT_END workers to drain, the others are free; closed: paused or cancelled, its volunteers go elsewhere; over: done or failed. */
 type Phase = "open" | "finishing" | "closed" | "over";
@@ -537,16 +539,19 @@ export class JobGrid {
 
   /**
    * When a job with a max clock should reach it, ms from now, at the pace its
-   * clock kept over the last PACE_WINDOW_MS of ticks; null without a max
-   * clock, or before a second of pace is known, or while it does not advance.
+   * clock kept over the last PACE_WINDOW_MS of ticks (from the last tick
+   * before it began to move); null without a max clock, before PACE_MIN_MS
+   * of pace is known, or while it does not advance.
    */
   endsInMs(j: GridJob): number | null {
     const pr = j.run.progress?.();
     const xs = this.paces.get(j.id);
     if (!pr || pr.maxClock <= 0 || !xs || xs.length < 2) return null;
-    const a = xs[0] as { t: number; clock: number };
+    // From its last look before the clock moved (a new job loads before it steps).
+    const first = xs.findIndex((x) => x.clock > (xs[0] as { clock: number }).clock);
+    const a = xs[Math.max(0, first - 1)] as { t: number; clock: number };
     const b = xs[xs.length - 1] as { t: number; clock: number };
-    if (b.t - a.t < 1000 || b.clock <= a.clock) return null;
+    if (first < 0 || b.t - a.t < PACE_MIN_MS || b.clock <= a.clock) return null;
     return (Math.max(0, pr.maxClock - pr.clock) * (b.t - a.t)) / (b.clock - a.clock);
   }
 
