@@ -50,6 +50,8 @@ interface Link {
   ch: FramedChannel | null;
   /** Whether bytes leave its DataChannel's buffer (a stalled link is closed and dialed again). */
   drain: DrainWatch | null;
+  /** Since when the view no longer wants it (it lingers LINGER_MS, see setPeers), or null. */
+  unwantedSince: number | null;
 }
 
 const HEARTBEAT_MS = 500;
@@ -64,6 +66,8 @@ export const SILENT_MS = 3000;
 const MAX_REJECTS = 50;
 /** A dialed link that is not open by then is closed and dialed again (the peer may not have been registered yet). */
 const OPEN_TIMEOUT_MS = 4000;
+/** A link to a peer that left the view stays open this long (see setPeers). */
+export const LINGER_MS = 4000;
 /** Least time between two dials of one peer. */
 const REDIAL_MS = 1000;
 /** Back-off between attempts to get back to signaling. */
@@ -150,17 +154,19 @@ export class PeerTransport {
     this.signalingTimer = null;
   }
 
-  /** Keep connections to exactly these peers (peer id → worker number). */
+  /**
+   * Keep connections to these peers (peer id → worker number). A link to a
+   * peer no longer wanted lingers LINGER_MS before it is closed (never dialled
+   * again): a worker that left after a move answers re-send requests for its
+   * last updates over its old links for that long, and a drain or a gate that
+   * still lacks one of them asks every linked peer.
+   */
   setPeers(peers: Map<string, number>): void {
     this.wanted = peers;
     for (const peerId of this.nextDial.keys()) if (!peers.has(peerId)) this.nextDial.delete(peerId);
     this.dialMissing(true);
-    for (const [peerId, link] of this.links) {
-      if (!peers.has(peerId)) {
-        this.links.delete(peerId);
-        link.conn.close();
-      }
-    }
+    const now = performance.now();
+    for (const link of this.links.values()) link.unwantedSince = peers.has(link.conn.peer) ? null : (link.unwantedSince ?? now);
   }
 
   /**
@@ -226,6 +232,7 @@ export class PeerTransport {
       lastHeard: performance.now(),
       ch: null,
       drain: null,
+      unwantedSince: null,
     };
     this.links.set(conn.peer, link);
     conn.on("open", () => {
@@ -292,6 +299,13 @@ export class PeerTransport {
     if (beat) this.lastBeat = now;
     for (const [peerId, link] of this.links) {
       link.ch?.expire();
+      if (link.unwantedSince !== null && (!link.open || now - link.unwantedSince >= LINGER_MS)) {
+        // Out of the view: closed quietly (not a loss to report, nor to dial again).
+        this.links.delete(peerId);
+        link.ch?.close();
+        link.conn.close();
+        continue;
+      }
       if (!link.open) {
         if (now - link.since > OPEN_TIMEOUT_MS) this.lose(peerId, link, "did not open in time");
         continue;
