@@ -31,7 +31,7 @@ export interface JobsSample {
   /** How long the coordinator took to answer this sample's `GET /api/jobs`, ms. */
   readonly fetchMs?: number;
   readonly fairnessError: number;
-  readonly jobs: readonly { id: string; state: string; volunteers: number; target: number; actual: number }[];
+  readonly jobs: readonly { id: string; state: string; volunteers: number; target: number; actual: number; endsInSec?: number | null }[];
   /**
    * Per volunteer: its job and worker, and that worker's clock (null when it
    * has none); `phaseMs`, the page's own count of its trainer's time by phase
@@ -55,7 +55,7 @@ export interface JobsSummary {
 }
 
 interface ApiJobs {
-  jobs: { id: string; job: { state: string }; volunteers: number; share: { target: number; actual: number }; workers: { id: string; state: string; clock: number; digest: { sum: number; l2: number; proj: number[] } | null }[]; events: { t: number; kind: string }[] }[];
+  jobs: { id: string; job: { state: string }; volunteers: number; share: { target: number; actual: number }; endsInSec?: number | null; workers: { id: string; state: string; clock: number; digest: { sum: number; l2: number; proj: number[] } | null }[]; events: { t: number; kind: string }[] }[];
   volunteers: { id: string; job: string | null; worker: string | null; moving: string | null; phaseMs?: PhaseTimes }[];
   moves: unknown[];
   fairnessError: number;
@@ -230,7 +230,7 @@ export async function runJobsExperiment(
         t,
         fetchMs,
         fairnessError: l.fairnessError,
-        jobs: l.jobs.map((j) => ({ id: j.id, state: j.job.state, volunteers: j.volunteers, target: j.share.target, actual: j.share.actual })),
+        jobs: l.jobs.map((j) => ({ id: j.id, state: j.job.state, volunteers: j.volunteers, target: j.share.target, actual: j.share.actual, endsInSec: j.endsInSec ?? null })),
         volunteers: l.volunteers.map((v) => ({ id: v.id, job: v.moving === null ? v.job : null, worker: v.moving === null ? v.worker : null, clock: v.job !== null && v.worker !== null ? (clockOf.get(`${v.job}/${v.worker}`) ?? null) : null, ...(v.phaseMs !== undefined ? { phaseMs: v.phaseMs } : {}) })),
       });
       if (allJoinedAt === null && l.volunteers.length >= spec.workers) {
