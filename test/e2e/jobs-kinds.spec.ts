@@ -6,10 +6,8 @@
  * its initial parameters, and each job's end digests agree.
  */
 import { test, expect, type Page } from "@playwright/test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { startCoordinatorProcess, waitFor, type CoordinatorProcess, type Status } from "../support/coordinator.ts";
+import { waitFor, type CoordinatorProcess, type Status } from "../support/coordinator.ts";
+import { fetchJobs, reportJobsFailure, startJobsCoordinator } from "../support/jobs-grid.ts";
 import { digestsAgree } from "../../client/replica.ts";
 
 type JobStatus = Status & { id: string; volunteers: number };
@@ -23,37 +21,28 @@ let coord: CoordinatorProcess;
 const logs: string[] = [];
 
 test.beforeAll(async () => {
-  const file = join(mkdtempSync(join(tmpdir(), "grid-jobs-kinds-")), "jobs.json");
-  writeFileSync(
-    file,
-    JSON.stringify([
+  // A long rebalance period: the allocation at join and the moves on pause and
+  // resume are under test, not periodic rebalancing by measured throughput.
+  coord = await startJobsCoordinator(
+    [
       { id: "mlp", job: "mnist-mlp", weight: 2, flags: ["--min-workers", "2", "--target-accuracy", "0.9", "--epochs", "2", "--work-sizing", "off"] },
       // Softmax regression would reach any reachable target in seconds on one
       // page; this one runs on the coverage count instead (six epochs).
       { id: "soft", job: "mnist-softmax", weight: 1, flags: ["--min-workers", "1", "--target-accuracy", "0.99", "--epochs", "6", "--seed", "2", "--work-sizing", "off"] },
-    ]),
+    ],
+    ["--rebalance-interval", "600000", "--eval-interval", "500", "--drop-stragglers", "off"],
   );
-  // A long rebalance period: the allocation at join and the moves on pause and
-  // resume are under test, not periodic rebalancing by measured throughput.
-  coord = await startCoordinatorProcess(["--jobs", file, "--rebalance-interval", "600000", "--eval-interval", "500", "--drop-stragglers", "off"]);
 });
 
 test.afterEach(async ({}, testInfo) => {
-  if (testInfo.status !== testInfo.expectedStatus && coord) {
-    await testInfo.attach("coordinator output", { body: coord.output(), contentType: "text/plain" });
-    console.log(coord.output().split("\n").slice(-60).join("\n"));
-    console.log(JSON.stringify((await jobs().catch(() => null))?.volunteers ?? null));
-    console.log(logs.slice(-150).join("\n"));
-  }
+  await reportJobsFailure(testInfo, coord, logs);
 });
 
 test.afterAll(async () => {
   await coord?.stop();
 });
 
-async function jobs(): Promise<JobsList> {
-  return (await (await fetch(`${coord.url}/api/jobs`)).json()) as JobsList;
-}
+const jobs = (): Promise<JobsList> => fetchJobs<JobsList>(coord);
 
 async function control(body: Record<string, string>): Promise<void> {
   const r = await fetch(`${coord.url}/api/control`, {

@@ -6,10 +6,8 @@
  * return) are tested in Node (test/unit/jobs.test.ts).
  */
 import { test, expect, type Page } from "@playwright/test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { startCoordinatorProcess, waitFor, type CoordinatorProcess, type Status } from "../support/coordinator.ts";
+import { waitFor, type CoordinatorProcess, type Status } from "../support/coordinator.ts";
+import { fetchJobs, reportJobsFailure, startJobsCoordinator } from "../support/jobs-grid.ts";
 import { digestsAgree } from "../../client/replica.ts";
 import { KEEP_AT_END } from "../../coordinator/jobs.ts";
 
@@ -31,10 +29,9 @@ const REBALANCE_MS = 60_000;
 let coord: CoordinatorProcess;
 
 test.beforeAll(async () => {
-  const file = join(mkdtempSync(join(tmpdir(), "grid-jobs-e2e-")), "jobs.json");
-  writeFileSync(
-    file,
-    JSON.stringify([
+  // Straggler drops off: six pages on two cores are uneven, and drops are not what this test is about.
+  coord = await startJobsCoordinator(
+    [
       // Equal targets; --epochs bounds the second job: with all six volunteers
       // its updates sum to six steps a clock and the test accuracy swings
       // around the target (0.74-0.91 seen), so it ends on the target or on
@@ -42,27 +39,20 @@ test.beforeAll(async () => {
       // (asserted below), about one epoch in.
       { id: "a", job: "mnist-softmax", weight: 2, flags: ["--min-workers", "4", "--target-accuracy", "0.9", "--epochs", "3", "--work-sizing", "off"] },
       { id: "b", job: "mnist-softmax", weight: 1, flags: ["--min-workers", "2", "--target-accuracy", "0.9", "--epochs", "3", "--seed", "2", "--work-sizing", "off"] },
-    ]),
+    ],
+    ["--rebalance-interval", String(REBALANCE_MS), "--eval-interval", "500", "--drop-stragglers", "off"],
   );
-  // Straggler drops off: six pages on two cores are uneven, and drops are not what this test is about.
-  coord = await startCoordinatorProcess(["--jobs", file, "--rebalance-interval", String(REBALANCE_MS), "--eval-interval", "500", "--drop-stragglers", "off"]);
 });
 
 test.afterEach(async ({}, testInfo) => {
-  if (testInfo.status !== testInfo.expectedStatus && coord) {
-    await testInfo.attach("coordinator output", { body: coord.output(), contentType: "text/plain" });
-    console.log(coord.output().split("\n").slice(-60).join("\n"));
-    console.log(JSON.stringify((await jobs().catch(() => null))?.volunteers ?? null));
-  }
+  await reportJobsFailure(testInfo, coord);
 });
 
 test.afterAll(async () => {
   await coord?.stop();
 });
 
-async function jobs(): Promise<JobsList> {
-  return (await (await fetch(`${coord.url}/api/jobs`)).json()) as JobsList;
-}
+const jobs = (): Promise<JobsList> => fetchJobs<JobsList>(coord);
 
 const count = (l: JobsList, job: string): number => l.volunteers.filter((v) => v.job === job && v.moving === null).length;
 const job = (l: JobsList, id: string): JobStatus => l.jobs.find((j) => j.id === id) as JobStatus;
