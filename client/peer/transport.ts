@@ -318,7 +318,10 @@ export class PeerTransport {
       link.drain ??= new DrainWatch(now);
       const stuck = link.drain.check(buffered, now);
       if (stuck >= STALL_MS) {
-        this.lose(peerId, link, `stalled: ${Math.round(buffered / 1024)} KB unsent for ${Math.round(stuck)} ms`);
+        // The connection's own states, for the log: what the browser thinks of a link that carries nothing.
+        const pc = link.conn.peerConnection as RTCPeerConnection | undefined;
+        const states = pc ? `; connection ${pc.connectionState}, ICE ${pc.iceConnectionState}, SCTP ${pc.sctp?.state ?? "?"}` : "";
+        this.lose(peerId, link, `stalled: ${Math.round(buffered / 1024)} KB unsent for ${Math.round(stuck)} ms${states}`);
         continue;
       }
       if (beat) void this.send(peerId, FrameType.HEARTBEAT, 0, 0, new Uint8Array(0));
