@@ -60,7 +60,8 @@ interface GridTestHooks {
 /** What tests and curious volunteers can read from the console: `window.grid`. */
 interface PageState {
   workerId: string | null;
-  state: string;
+  /** "starting" until the worker's first report, then that report's state. */
+  state: WorkerReport["state"] | "starting";
   clock: number;
   peers: number;
   bytesIn: number;
@@ -607,7 +608,7 @@ async function main(): Promise<void> {
       // Moved while its job finishes (a finishing job keeps only a few pages to drain):
       // its final clock is reported already, and its updates are still wanted by those.
       const reported = pageState.state === "finished" || pageState.state === "drained";
-      if (m?.started && !jobOver && (reported || pageState.state === "training" || pageState.state === "waiting" || pageState.state === "loading" || pageState.state === "paused")) {
+      if (m?.started && !jobOver && pageState.state !== "starting") {
         let clock: number | null = pageState.clock;
         if (!reported) {
           const last = new Promise<number | null>((r) => {

@@ -12,11 +12,8 @@
  * The receiver answers a one-byte ack when everything arrived; the sender
  * times from its first send to the ack.
  */
-import { FramedChannel } from "./peer/framed.ts";
+import { FramedChannel, HIGH_WATER, LOW_WATER, waitLow } from "./peer/framed.ts";
 import { DEFAULT_MAX_CHUNK_BYTES, FrameType, MessageIdSource, decodeUpdatePayload, encodeUpdatePayload } from "./peer/frames.ts";
-
-const HIGH_WATER = 1 << 20;
-const LOW_WATER = 256 * 1024;
 
 let pc: RTCPeerConnection | null = null;
 let dc: RTCDataChannel | null = null;
@@ -57,10 +54,6 @@ async function gathered(p: RTCPeerConnection): Promise<void> {
 
 function opened(c: RTCDataChannel): Promise<void> {
   return c.readyState === "open" ? Promise.resolve() : new Promise((r) => c.addEventListener("open", () => r(), { once: true }));
-}
-
-function waitLow(c: RTCDataChannel): Promise<void> {
-  return new Promise((r) => c.addEventListener("bufferedamountlow", () => r(), { once: true }));
 }
 
 function ackPromise(): Promise<void> {

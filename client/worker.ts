@@ -47,7 +47,6 @@ export interface WorkerReport {
   readonly phaseMs: PhaseTimes;
 }
 
-
 /** A retained update in its wire form (client/compress.ts `encodeExact`), to re-send. */
 export interface WireUpdate {
   readonly clock: number;

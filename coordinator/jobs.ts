@@ -788,6 +788,7 @@ export class JobGrid {
   jobStatus(id: string, shares = this.shares()): Record<string, unknown> | null {
     const j = this.jobs.get(id);
     if (!j) return null;
+    const endsMs = this.phase(j) === "open" ? this.endsInMs(j) : null;
     return {
       id: j.id,
       weight: j.weight,
@@ -797,7 +798,7 @@ export class JobGrid {
       cancelled: j.cancelled,
       share: { target: shares.targets.get(j.id) ?? 0, actual: shares.actual.get(j.id) ?? 0 },
       // When it should reach its max clock at its recent pace (null: no max clock or no pace yet); under CLOSING_SOON_MS it takes nobody new.
-      endsInSec: ((ms) => (ms === null ? null : Math.round(ms / 100) / 10))(this.phase(j) === "open" ? this.endsInMs(j) : null),
+      endsInSec: endsMs === null ? null : Math.round(endsMs / 100) / 10,
       volunteers: shares.counts.get(j.id) ?? 0,
       ...j.run.status(),
     };

@@ -171,7 +171,7 @@ export class FramedChannel {
  * A link whose buffered bytes have not gone down for this long is stalled:
  * seen in harness runs after a snapshot and its catch-up (MBs) went to a
  * joiner on a loaded machine, the channel then carried nothing, heartbeats
- * included, for 3–9 s, while each side waited for the other's updates.
+ * included, for 3–14 s, while each side waited for the other's updates.
  * Closed and dialed again, the link came back within 0.1 s.
  */
 export const STALL_MS = 2000;

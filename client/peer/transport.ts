@@ -249,8 +249,16 @@ export class PeerTransport {
 
   private lose(peerId: string, link: Link, why: string): void {
     if (this.links.get(peerId) !== link) return;
-    this.links.delete(peerId);
     const wasOpen = link.open;
+    this.close(peerId, link);
+    this.opts.onPeerLost(peerId, why, wasOpen);
+    // The dialing side dials it again (dialMissing) after REDIAL_MS if it is still wanted.
+    this.nextDial.set(peerId, performance.now() + REDIAL_MS);
+  }
+
+  /** Forget a link and close its framing and connection. */
+  private close(peerId: string, link: Link): void {
+    this.links.delete(peerId);
     link.open = false;
     link.ch?.close();
     try {
@@ -258,9 +266,6 @@ export class PeerTransport {
     } catch {
       // already closed
     }
-    this.opts.onPeerLost(peerId, why, wasOpen);
-    // The dialing side dials it again (dialMissing) after REDIAL_MS if it is still wanted.
-    this.nextDial.set(peerId, performance.now() + REDIAL_MS);
   }
 
   private count(reason: RejectReason | UpdateRejectReason | "send-failed" | "rate-limited"): void {
@@ -301,9 +306,7 @@ export class PeerTransport {
       link.ch?.expire();
       if (link.unwantedSince !== null && (!link.open || now - link.unwantedSince >= LINGER_MS)) {
         // Out of the view: closed quietly (not a loss to report, nor to dial again).
-        this.links.delete(peerId);
-        link.ch?.close();
-        link.conn.close();
+        this.close(peerId, link);
         continue;
       }
       if (!link.open) {
@@ -364,8 +367,7 @@ export class PeerTransport {
   destroy(): void {
     this.stopChecks();
     if (this.signalingTimer !== null) clearTimeout(this.signalingTimer);
-    for (const l of this.links.values()) l.conn.close();
-    this.links.clear();
+    for (const [peerId, link] of [...this.links]) this.close(peerId, link);
     this.peer.destroy();
   }
 }
