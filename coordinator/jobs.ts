@@ -226,6 +226,10 @@ export const KEEP_AT_END = 2;
  * last PACE_WINDOW_MS) takes no more volunteers: a join costs 1–3 s before the
  * joiner steps (links, snapshot, sync; more on a loaded machine), and a joiner
  * not synced when its job ends leaves with nothing done and moves again.
+ * It keeps whom it has, and while a job ends this soon (or is finishing),
+ * moves out of running jobs wait for the volunteers it frees (for at most
+ * this long): a job that starts then takes those, one move each, rather than
+ * volunteers of a running job that the ending job's then replace (two moves).
  */
 export const CLOSING_SOON_MS = 5000;
 const PACE_WINDOW_MS = 2000;
@@ -247,8 +251,10 @@ export class JobGrid {
   /** Per job: its clock at recent ticks (the pace that `endsInMs` extrapolates). */
   private readonly paces = new Map<string, { t: number; clock: number }[]>();
   private lastRebalance: number;
-  /** Moves held back because their volunteer had only just joined its job: computed again then. */
+  /** Moves held back because their volunteer had only just joined its job, or a job ends soon: computed again then. */
   private recheckAt: number | null = null;
+  /** Since when moves out of running jobs wait for the volunteers of a job that ends soon (at most CLOSING_SOON_MS), or null. */
+  private waitingSince: number | null = null;
   private readonly now: () => number;
   readonly multi: boolean;
   readonly rebalanceMs: number;
@@ -525,10 +531,10 @@ export class JobGrid {
     for (const j of this.all()) {
       const p = this.phase(j);
       if (p === "open") {
-        // Ending within seconds: it keeps whom it has and takes nobody new (CLOSING_SOON_MS).
+        // Ending within seconds: it keeps whom it has (they move once, at its end) and takes nobody new (CLOSING_SOON_MS).
         const ends = this.endsInMs(j);
         const has = ends !== null && ends < CLOSING_SOON_MS ? [...this.vols.values()].filter((v) => v.available && this.heading(v) === j.id).length : 0;
-        const cap = has > 0 ? { minWorkers: Math.min(j.minWorkers, has), maxWorkers: Math.min(j.maxWorkers, has) } : { minWorkers: j.minWorkers, maxWorkers: j.maxWorkers };
+        const cap = has > 0 ? { minWorkers: Math.min(j.maxWorkers, has), maxWorkers: Math.min(j.maxWorkers, has) } : { minWorkers: j.minWorkers, maxWorkers: j.maxWorkers };
         out.push({ id: j.id, weight: j.weight, ...cap, priority: j.priority });
       } else if (p === "closed" && !j.cancelled && [...this.vols.values()].some((v) => v.available && this.heading(v) === j.id)) {
         out.push({ id: j.id, weight: j.weight, minWorkers: 1, maxWorkers: 1, priority: j.priority });
@@ -627,6 +633,8 @@ export class JobGrid {
     const now = this.now();
     if (!quiet) this.lastRebalance = now;
     const { assignment } = this.plan();
+    const ending = this.endingSoon();
+    let waited = false;
     for (const [vid, want] of assignment) {
       const v = this.vols.get(vid) as Vol;
       const cur = this.heading(v);
@@ -634,12 +642,41 @@ export class JobGrid {
       const held = v.job !== null && !v.moving ? this.jobs.get(v.job) : undefined;
       if (held && v.since > 0 && now - v.since < SETTLE_MS && this.phase(held) === "open") {
         // Just joined an open job: left there a moment; the allocation is computed again then.
-        const at = v.since + SETTLE_MS;
-        this.recheckAt = this.recheckAt === null ? at : Math.min(this.recheckAt, at);
+        this.recheck(v.since + SETTLE_MS);
+        continue;
+      }
+      if (held && this.phase(held) === "open" && !ending.has(held.id) && ending.size > 0 && (this.waitingSince ?? now) + CLOSING_SOON_MS > now) {
+        // A job ends within seconds and frees its volunteers then: they fill this want, not a
+        // volunteer taken out of a running job now (which would cost two moves, not one).
+        waited = true;
+        this.waitingSince ??= now;
+        this.recheck(this.waitingSince + CLOSING_SOON_MS);
         continue;
       }
       this.startMove(v, want, `${trigger}; ${this.joinReason(want, assignment)}`);
     }
+    if (!waited) this.waitingSince = null;
+  }
+
+  /** Run the allocation again at `at` (ms) unless a rebalance comes sooner. */
+  private recheck(at: number): void {
+    this.recheckAt = this.recheckAt === null ? at : Math.min(this.recheckAt, at);
+  }
+
+  /**
+   * Jobs that free their volunteers within seconds: open ones expected to
+   * reach their max clock within CLOSING_SOON_MS, and finishing ones (their
+   * keepers are free once the end digests are in), each with a volunteer.
+   */
+  private endingSoon(): Set<string> {
+    const out = new Set<string>();
+    for (const j of this.all()) {
+      const p = this.phase(j);
+      const ends = p === "open" ? this.endsInMs(j) : null;
+      if (p !== "finishing" && (ends === null || ends >= CLOSING_SOON_MS)) continue;
+      if ([...this.vols.values()].some((v) => v.available && v.job === j.id && !v.moving)) out.add(j.id);
+    }
+    return out;
   }
 
   private startMove(v: Vol, to: string, reason: string): void {
@@ -735,7 +772,7 @@ export class JobGrid {
     if (recheck) this.recheckAt = null;
     if (changed.length > 0) this.rebalance(changed.join(", "));
     else if (now - this.lastRebalance >= this.rebalanceMs) this.rebalance("periodic rebalance");
-    else if (recheck) this.rebalance("a volunteer held back after its join has settled", true);
+    else if (recheck) this.rebalance("a held-back move is due", true);
   }
 
   /** Organizer: cancel a job (its volunteers move away, then it stops without a target). */

@@ -258,6 +258,88 @@ describe("volunteers shared between jobs", () => {
     }
   });
 
+  it("a new job waits for the volunteers of a job that ends within seconds rather than taking one from a running job", () => {
+    for (const endsSoon of [true, false]) {
+      let t = 1000;
+      const grid = new JobGrid({ multi: true, rebalanceMs: 60_000, now: () => t });
+      const a = new JobRun(tinyJobOptions({ now: () => t, viewBatchMs: 0, maxClock: 1000 }));
+      const b = new JobRun(tinyJobOptions({ now: () => t, viewBatchMs: 0 }));
+      grid.add({ id: "a", weight: 1, minWorkers: 0, maxWorkers: 100, priority: 0 }, a);
+      grid.add({ id: "b", weight: 1, minWorkers: 0, maxWorkers: 100, priority: 0 }, b);
+      const pages = Array.from({ length: 4 }, () => new FakePage(grid));
+      for (const p of pages) p.join();
+      const onA = pages.filter((p) => grid.membership(p.vid)?.job === "a");
+      const onB = pages.filter((p) => grid.membership(p.vid)?.job === "b");
+      expect([onA.length, onB.length]).toEqual([2, 2]);
+      // Job a steps 300 clocks a second (ends within a second) or 20 (ends in about 45 s).
+      const rate = endsSoon ? 300 : 20;
+      for (let k = 1; k <= 6; k++) {
+        t += 500;
+        for (const p of onA) p.clock(Math.round((rate * k) / 2));
+        for (const p of onB) p.clock(k * 10);
+        grid.tick();
+      }
+      t += 5000; // everyone has settled in its job
+      const c = new JobRun(tinyJobOptions({ now: () => t, viewBatchMs: 0 }));
+      grid.add({ id: "c", weight: 1, minWorkers: 0, maxWorkers: 100, priority: 0 }, c);
+      const moved = pages.filter((p) => p.last("move") !== undefined);
+      if (!endsSoon) {
+        // Nothing ends soon: job c gets its share from the running jobs at once.
+        expect(moved).toHaveLength(1);
+        expect(moved[0]?.last("move")?.job).toBe("c");
+        continue;
+      }
+      // Job a ends within a second: job c waits for its volunteers; nobody leaves job b.
+      expect(moved).toHaveLength(0);
+      t += 200;
+      grid.tick();
+      expect(pages.every((p) => p.last("move") === undefined)).toBe(true);
+      // Job a finishes (both its volunteers keep draining), then is done: they go to job c.
+      a.finish("max clock");
+      grid.jobEvent();
+      expect(pages.every((p) => p.last("move") === undefined)).toBe(true);
+      for (const p of onA) grid.onMessage(p.vid, { type: "final", clock: 900 });
+      for (const p of onA) grid.onMessage(p.vid, { type: "digest", digest: { sum: 1, l2: 1, proj: [1] }, vector: {} });
+      expect(a.state).toBe("done");
+      grid.jobEvent();
+      for (const p of onA) {
+        expect(p.last("move")?.job).toBe("c");
+        p.move(900);
+      }
+      expect(onB.every((p) => p.last("move") === undefined)).toBe(true);
+      expect(counts(grid, pages)).toEqual({ b: 2, c: 2 });
+    }
+  });
+
+  it("the wait for an ending job's volunteers lasts at most a few seconds", () => {
+    let t = 1000;
+    const { grid, a } = twoJobs(() => t);
+    const pages = Array.from({ length: 6 }, () => new FakePage(grid));
+    for (const p of pages) p.join();
+    t += 5000;
+    // Job a finishes, but its two keepers never report their digests (a drain that hangs).
+    a.finish("target reached");
+    grid.jobEvent();
+    const released = pages.filter((p) => p.last("move") !== undefined);
+    expect(released).toHaveLength(2);
+    for (const p of released) p.move(9);
+    const onB = pages.filter((p) => grid.membership(p.vid)?.job === "b");
+    expect(onB).toHaveLength(4);
+    const movesTo = (job: string): number => onB.reduce((n, p) => n + p.got.filter((m) => m.type === "move" && m.job === job).length, 0);
+    t += 5000;
+    const c = new JobRun(tinyJobOptions({ now: () => t, viewBatchMs: 0 }));
+    grid.add({ id: "c", weight: 1, minWorkers: 0, maxWorkers: 100, priority: 0 }, c);
+    expect(movesTo("c")).toBe(0);
+    t += 2000;
+    grid.tick();
+    expect(movesTo("c")).toBe(0);
+    // Past CLOSING_SOON_MS of waiting, job c takes its share from job b after all.
+    t += CLOSING_SOON_MS;
+    grid.tick();
+    expect(a.state).not.toBe("done");
+    expect(movesTo("c")).toBeGreaterThan(0);
+  });
+
   it("a finishing job with no other job to go to keeps all its volunteers, and they wait when it is done", () => {
     let t = 1000;
     const grid = new JobGrid({ multi: true, rebalanceMs: 5000, now: () => t });
