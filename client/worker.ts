@@ -21,7 +21,7 @@ import { lrScale, optimizerByName, type Optimizer } from "./jobs/optimizers.ts";
 import type { JobDefinition } from "./jobs/job.ts";
 import { AskWhenStalled } from "./chase.ts";
 import { Replica, replicaDigest, type ReceiveResult } from "./replica.ts";
-import { BatchSampler, loadShard, type ShardData } from "./store/shards.ts";
+import { BatchSampler, loadShard, ShardPool, type ShardData } from "./store/shards.ts";
 
 export interface WorkerReport {
   readonly clock: number;
@@ -102,6 +102,9 @@ const DRAIN_ASK_MS = 500;
 /** and then after each such time without any of them coming. */
 const DRAIN_ASK_AGAIN_MS = 2000;
 
+/** Bytes of shards kept across moves (MNIST's whole training set is 47 MB). */
+const SHARD_POOL_BYTES = 64 * 1024 * 1024;
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -115,6 +118,8 @@ class TrainingWorker {
   private cb: WorkerCallbacks | null = null;
   private sampler = new BatchSampler(1);
   private shards = new Map<number, ShardData>();
+  /** Every shard loaded in this page, by content: a move to a job on the same data takes what it holds. */
+  private readonly pool = new ShardPool(SHARD_POOL_BYTES);
   private wantedShards: number[] = [];
   private dataKey = "";
   private base = "";
@@ -142,6 +147,8 @@ class TrainingWorker {
   private throttle = 1;
   /** In the view as a syncing joiner: not in anyone's gate, not stepping yet. */
   private syncing = false;
+  /** When this joiner asked to enter the gate (performance.now()), 0 not yet: the log says how long the coordinator took. */
+  private readyAt = 0;
   private readySent = false;
   private baseSamples: number[] = [];
   /** Largest (clock + 1) − min V[j] at the start of a step: the lead over the slowest, ≤ s + 1 by the gate. */
@@ -249,6 +256,7 @@ class TrainingWorker {
     this.feedback = new ErrorFeedback(this.compression, job.parameters);
     this.ready = !welcome.needsSnapshot;
     this.readySent = false;
+    this.readyAt = 0;
     this.early.take();
     if (welcome.base && !welcome.needsSnapshot) {
       // The coordinator restarted: this incarnation starts from its checkpoint.
@@ -359,6 +367,9 @@ class TrainingWorker {
   setView(view: ViewMessage): void {
     this.viewState = view.state;
     const self = view.active.find((m) => m.id === this.welcome?.workerId);
+    if (this.syncing && self !== undefined && self.syncing !== true && this.readyAt > 0) {
+      this.cb?.log(`in the staleness gate at clock ${self.startClock}, ${Math.round(performance.now() - this.readyAt)} ms after asking`);
+    }
     this.syncing = self?.syncing === true;
     this.evaluator = view.evaluator;
     this.activeWorkers = view.active.length;
@@ -382,12 +393,19 @@ class TrainingWorker {
   private async loadShards(msg: AssignMessage): Promise<void> {
     // Several jobs on one grid: data routes and the shard cache are per job id.
     const job = this.welcome?.grid?.job ?? this.welcome?.job.name ?? "";
-    for (const ref of msg.shards) {
+    // Shards held from another job first: one is enough to step.
+    const refs = [...msg.shards].sort((x, y) => Number(this.pool.has(y)) - Number(this.pool.has(x)));
+    for (const ref of refs) {
       if (this.shards.has(ref.id)) continue;
-      const { data } = await loadShard(this.base, job, ref, (m) => {
-        this.cb?.log(m);
-        this.cb?.storageProblem(m);
-      });
+      const data =
+        this.pool.get(ref) ??
+        (
+          await loadShard(this.base, job, ref, (m) => {
+            this.cb?.log(m);
+            this.cb?.storageProblem(m);
+          })
+        ).data;
+      this.pool.put(ref.hash, data);
       this.shards.set(ref.id, data);
       if (!this.wantedShards.includes(ref.id)) continue;
       this.resample();
@@ -603,6 +621,7 @@ class TrainingWorker {
         // `syncing` also moves this worker's start clock up to the others'.
         if (!this.readySent && this.sampler.examples > 0) {
           this.readySent = true;
+          this.readyAt = performance.now();
           cb.ready();
         }
         this.report("loading");

@@ -73,6 +73,56 @@ export async function loadShard(base: string, job: string, ref: ShardRef, warn: 
 }
 
 /**
+ * The shards a page has loaded, by content hash, across its jobs (least
+ * recently used dropped past `maxBytes`): jobs of one kind on a grid train on
+ * the same data set, so a volunteer moved to another job often holds some of
+ * its new shards already and can step as soon as its snapshot is in, without
+ * waiting for IndexedDB or a download.
+ */
+export class ShardPool {
+  private readonly byHash = new Map<string, ShardData>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  has(ref: ShardRef): boolean {
+    return this.byHash.get(ref.hash)?.count === ref.count;
+  }
+
+  /** The shard with `ref`'s content, under `ref`'s id, if held. */
+  get(ref: ShardRef): ShardData | undefined {
+    const d = this.byHash.get(ref.hash);
+    if (!d || d.count !== ref.count) return undefined;
+    this.byHash.delete(ref.hash);
+    this.byHash.set(ref.hash, d);
+    return d.id === ref.id ? d : { ...d, id: ref.id };
+  }
+
+  put(hash: string, d: ShardData): void {
+    const old = this.byHash.get(hash);
+    if (old) {
+      this.byHash.delete(hash);
+      this.bytes -= size(old);
+    }
+    this.byHash.set(hash, d);
+    this.bytes += size(d);
+    for (const [h, x] of this.byHash) {
+      if (this.bytes <= this.maxBytes || h === hash) break;
+      this.byHash.delete(h);
+      this.bytes -= size(x);
+    }
+  }
+
+  get heldBytes(): number {
+    return this.bytes;
+  }
+}
+
+function size(d: ShardData): number {
+  return d.labels.byteLength + d.pixels.byteLength;
+}
+
+/**
  * Draws minibatches from the shards a worker holds. A pass visits the shards
  * in a seeded random order and each shard's examples in a seeded random
  * order, so the worker can say when it has processed every example of a shard
