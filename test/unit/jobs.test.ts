@@ -138,6 +138,18 @@ function answerMoveToB(grid: JobGrid, pages: readonly FakePage[], why: RegExp): 
   }
 }
 
+/** Job a (weight `weightA`, max clock 1000) and job b (weight 1) on a grid that rebalances only when something happens; `n` pages joined. */
+function maxClockJobs(now: () => number, weightA: number, n: number): { grid: JobGrid; a: JobRun; pages: FakePage[] } {
+  const grid = new JobGrid({ multi: true, rebalanceMs: 60_000, now });
+  const a = new JobRun(tinyJobOptions({ now, viewBatchMs: 0, maxClock: 1000 }));
+  const b = new JobRun(tinyJobOptions({ now, viewBatchMs: 0 }));
+  grid.add({ id: "a", weight: weightA, minWorkers: 0, maxWorkers: 100, priority: 0 }, a);
+  grid.add({ id: "b", weight: 1, minWorkers: 0, maxWorkers: 100, priority: 0 }, b);
+  const pages = Array.from({ length: n }, () => new FakePage(grid));
+  for (const p of pages) p.join();
+  return { grid, a, pages };
+}
+
 const counts = (grid: JobGrid, pages: FakePage[]): Record<string, number> => {
   const c: Record<string, number> = {};
   for (const p of pages) {
@@ -223,13 +235,7 @@ describe("volunteers shared between jobs", () => {
   it("a job about to reach its max clock takes no new volunteer; one that is not gets it", () => {
     for (const clocksPerSec of [300, 20]) {
       let t = 1000;
-      const grid = new JobGrid({ multi: true, rebalanceMs: 60_000, now: () => t });
-      const a = new JobRun(tinyJobOptions({ now: () => t, viewBatchMs: 0, maxClock: 1000 }));
-      const b = new JobRun(tinyJobOptions({ now: () => t, viewBatchMs: 0 }));
-      grid.add({ id: "a", weight: 2, minWorkers: 0, maxWorkers: 100, priority: 0 }, a);
-      grid.add({ id: "b", weight: 1, minWorkers: 0, maxWorkers: 100, priority: 0 }, b);
-      const pages = Array.from({ length: 3 }, () => new FakePage(grid));
-      for (const p of pages) p.join();
+      const { grid, pages } = maxClockJobs(() => t, 2, 3);
       const onA = pages.filter((p) => grid.membership(p.vid)?.job === "a");
       expect(onA).toHaveLength(2);
       // Three seconds of ticks with job a's clock advancing at `clocksPerSec`.
@@ -261,13 +267,7 @@ describe("volunteers shared between jobs", () => {
   it("a new job waits for the volunteers of a job that ends within seconds rather than taking one from a running job", () => {
     for (const endsSoon of [true, false]) {
       let t = 1000;
-      const grid = new JobGrid({ multi: true, rebalanceMs: 60_000, now: () => t });
-      const a = new JobRun(tinyJobOptions({ now: () => t, viewBatchMs: 0, maxClock: 1000 }));
-      const b = new JobRun(tinyJobOptions({ now: () => t, viewBatchMs: 0 }));
-      grid.add({ id: "a", weight: 1, minWorkers: 0, maxWorkers: 100, priority: 0 }, a);
-      grid.add({ id: "b", weight: 1, minWorkers: 0, maxWorkers: 100, priority: 0 }, b);
-      const pages = Array.from({ length: 4 }, () => new FakePage(grid));
-      for (const p of pages) p.join();
+      const { grid, a, pages } = maxClockJobs(() => t, 1, 4);
       const onA = pages.filter((p) => grid.membership(p.vid)?.job === "a");
       const onB = pages.filter((p) => grid.membership(p.vid)?.job === "b");
       expect([onA.length, onB.length]).toEqual([2, 2]);
