@@ -62,33 +62,51 @@ const GAIN_EPSILON = 1e-9;
 
 /**
  * Normalized rate of each volunteer on each job: its examples per second
- * over the median measured on that job, so jobs of very different cost per
- * example are compared in "median volunteers". A rate not measured yet is
- * the volunteer's relative speed on the jobs it has run (1 when none).
+ * over the job's median volunteer, so jobs of very different cost per
+ * example are compared in "median volunteers". A job's median volunteer is
+ * the median of its measured rates, each first divided by that volunteer's
+ * speed on the other jobs it ran: a job measured on one fast volunteer only
+ * (a job that has just started) is not taken for a cheap job run by a median
+ * one, which would make that volunteer count 1 there after counting 2.5 when
+ * it was sent. A rate not measured yet is the volunteer's relative speed on
+ * the jobs it has run (1 when none).
  */
 export function rateTable(jobs: readonly JobDemand[], volunteers: readonly Volunteer[]): Map<string, Map<string, number>> {
-  const medians = new Map<string, number>();
-  for (const j of jobs) {
-    const known = volunteers.flatMap((v) => {
-      const r = v.rates.get(j.id);
-      return r !== undefined && Number.isFinite(r) && r > 0 ? [r] : [];
+  const measured = (r: number | undefined): r is number => r !== undefined && Number.isFinite(r) && r > 0;
+  const medianOf = (j: string, scale: (v: Volunteer) => number): number | undefined => {
+    const xs = volunteers.flatMap((v) => {
+      const r = v.rates.get(j);
+      return measured(r) ? [r / scale(v)] : [];
     });
-    if (known.length > 0) medians.set(j.id, median(known));
-  }
-  const table = new Map<string, Map<string, number>>();
-  for (const v of volunteers) {
-    // Relative speed: the volunteer's measured rate over the job median, averaged over the jobs it has run.
+    return xs.length > 0 ? median(xs) : undefined;
+  };
+  /** Mean of a volunteer's rates over `medians`, on the jobs other than `skip`; `fallback` when it ran none. */
+  const speed = (v: Volunteer, medians: ReadonlyMap<string, number>, skip: string | null, fallback: number): number => {
     const rel: number[] = [];
     for (const [jid, r] of v.rates) {
       const m = medians.get(jid);
-      if (m !== undefined && Number.isFinite(r) && r > 0) rel.push(r / m);
+      if (jid !== skip && m !== undefined && measured(r)) rel.push(r / m);
     }
-    const speed = rel.length > 0 ? rel.reduce((a, b) => a + b, 0) / rel.length : 1;
+    return rel.length > 0 ? rel.reduce((a, b) => a + b, 0) / rel.length : fallback;
+  };
+  const raw = new Map<string, number>();
+  for (const j of jobs) {
+    const m = medianOf(j.id, () => 1);
+    if (m !== undefined) raw.set(j.id, m);
+  }
+  const medians = new Map<string, number>();
+  for (const j of jobs) {
+    const m = medianOf(j.id, (v) => speed(v, raw, j.id, 1));
+    if (m !== undefined) medians.set(j.id, m);
+  }
+  const table = new Map<string, Map<string, number>>();
+  for (const v of volunteers) {
+    const own = speed(v, medians, null, 1);
     const row = new Map<string, number>();
     for (const j of jobs) {
       const r = v.rates.get(j.id);
       const m = medians.get(j.id);
-      row.set(j.id, r !== undefined && Number.isFinite(r) && r > 0 && m !== undefined ? r / m : speed);
+      row.set(j.id, measured(r) && m !== undefined ? r / m : own);
     }
     table.set(v.id, row);
   }

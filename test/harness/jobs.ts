@@ -35,9 +35,10 @@ export interface JobsSample {
   /**
    * Per volunteer: its job and worker, and that worker's clock (null when it
    * has none); `phaseMs`, the page's own count of its trainer's time by phase
-   * over all its jobs, as of its last report.
+   * over all its jobs, as of its last report; `rates`, its measured
+   * examples/s per job as the allocation sees them before normalizing.
    */
-  readonly volunteers: readonly { id: string; job: string | null; worker: string | null; clock: number | null; phaseMs?: PhaseTimes }[];
+  readonly volunteers: readonly { id: string; job: string | null; worker: string | null; clock: number | null; phaseMs?: PhaseTimes; rates?: Record<string, number> }[];
 }
 
 export interface JobsSummary {
@@ -56,7 +57,7 @@ export interface JobsSummary {
 
 interface ApiJobs {
   jobs: { id: string; job: { state: string }; volunteers: number; share: { target: number; actual: number }; endsInSec?: number | null; workers: { id: string; state: string; clock: number; digest: { sum: number; l2: number; proj: number[] } | null }[]; events: { t: number; kind: string }[] }[];
-  volunteers: { id: string; job: string | null; worker: string | null; moving: string | null; phaseMs?: PhaseTimes }[];
+  volunteers: { id: string; job: string | null; worker: string | null; moving: string | null; phaseMs?: PhaseTimes; rates?: Record<string, number> }[];
   moves: unknown[];
   fairnessError: number;
 }
@@ -231,7 +232,7 @@ export async function runJobsExperiment(
         fetchMs,
         fairnessError: l.fairnessError,
         jobs: l.jobs.map((j) => ({ id: j.id, state: j.job.state, volunteers: j.volunteers, target: j.share.target, actual: j.share.actual, endsInSec: j.endsInSec ?? null })),
-        volunteers: l.volunteers.map((v) => ({ id: v.id, job: v.moving === null ? v.job : null, worker: v.moving === null ? v.worker : null, clock: v.job !== null && v.worker !== null ? (clockOf.get(`${v.job}/${v.worker}`) ?? null) : null, ...(v.phaseMs !== undefined ? { phaseMs: v.phaseMs } : {}) })),
+        volunteers: l.volunteers.map((v) => ({ id: v.id, job: v.moving === null ? v.job : null, worker: v.moving === null ? v.worker : null, clock: v.job !== null && v.worker !== null ? (clockOf.get(`${v.job}/${v.worker}`) ?? null) : null, ...(v.phaseMs !== undefined ? { phaseMs: v.phaseMs } : {}), ...(v.rates !== undefined ? { rates: v.rates } : {}) })),
       });
       if (allJoinedAt === null && l.volunteers.length >= spec.workers) {
         allJoinedAt = t;

@@ -45,11 +45,30 @@ describe("allocation of volunteers to jobs", () => {
 
   it("estimates unmeasured rates from the job's median and the volunteer's relative speed", () => {
     const t = rateTable([job("a", 1), job("b", 1)], [vol("x", { a: 100, b: 50 }), vol("y", { a: 200 })]);
-    // Medians: a 150, b 50. x is 2/3 of the median on a and exactly the median on b.
+    // Median on a: 150, so x is 2/3 of the median there. Job b is measured on x alone: its median
+    // volunteer is x's rate over x's speed elsewhere (50 / (2/3) = 75), so x is 2/3 there too.
     expect(t.get("x")?.get("a")).toBeCloseTo(100 / 150);
-    expect(t.get("x")?.get("b")).toBeCloseTo(1);
+    expect(t.get("x")?.get("b")).toBeCloseTo(2 / 3);
     // y never ran b: its speed relative to the median on the jobs it ran.
     expect(t.get("y")?.get("b")).toBeCloseTo(200 / 150);
+  });
+
+  it("a job measured on one fast volunteer only counts it as fast, as when it was sent there", () => {
+    // Six volunteers on a, one 2.5 times the others; a new job b with weights 2:1.
+    const rates = (r: number): Record<string, number> => ({ a: r });
+    const vols = ["v1", "v2", "v3", "v4", "v5", "v6"].map((id) => vol(id, rates(id === "v2" ? 250 : 100), "a"));
+    const jobs = [job("a", 2), job("b", 1)];
+    const first = allocate(jobs, vols, { margin: 0.2 });
+    // Counted at 2.5, v2 alone gives b its third of the throughput (2.5 of 7.5).
+    expect([...first].filter(([, j]) => j === "b").map(([v]) => v)).toEqual(["v2"]);
+    expect(fairnessError(jobs, vols, first)).toBeLessThan(1e-9);
+    // Then v2 is measured on b at the same speed: the grid must still see b at its share (before,
+    // b's median was v2 itself, so v2 counted 1 there: a 17% error the allocation never corrected).
+    const measured = vols.map((v) => (v.id === "v2" ? vol("v2", { a: 250, b: 180 }, "b") : v));
+    const t = rateTable(jobs, measured);
+    expect(t.get("v2")?.get("b")).toBeCloseTo(2.5);
+    expect(fairnessError(jobs, measured, first)).toBeLessThan(1e-9);
+    expect(allocate(jobs, measured, { margin: 0.2 })).toEqual(first);
   });
 
   it("meets minimums by priority when volunteers are scarce, and respects maximums", () => {
