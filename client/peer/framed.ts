@@ -175,8 +175,15 @@ export class FramedChannel {
  * Closed and dialed again, the link came back within 0.1 s.
  */
 export const STALL_MS = 2000;
+/**
+ * Only a backlog this large counts as a stall (the stalls above held 0.2–1 MB):
+ * a link that holds back an update or two (31 KB each for mnist-softmax) for
+ * 2 s on a busy machine usually drains by itself, and one that does not also
+ * stops carrying heartbeats, so its peer finds it silent (SILENT_MS) anyway.
+ */
+export const STALL_MIN_BYTES = 128 * 1024;
 
-/** Watches one channel's `bufferedAmount` for progress (see STALL_MS). */
+/** Watches one channel's `bufferedAmount` for progress (see STALL_MS, STALL_MIN_BYTES). */
 export class DrainWatch {
   private last = 0;
   private progressAt: number;
@@ -187,12 +194,12 @@ export class DrainWatch {
 
   /**
    * One look at the buffer: how long bytes have waited in it without any
-   * leaving (0 while it drains or is empty).
+   * leaving (0 while it drains, or holds less than STALL_MIN_BYTES).
    */
   check(buffered: number, now: number): number {
     if (buffered === 0 || buffered < this.last) this.progressAt = now;
     this.last = buffered;
-    return buffered > 0 ? now - this.progressAt : 0;
+    return buffered >= STALL_MIN_BYTES ? now - this.progressAt : 0;
   }
 }
 

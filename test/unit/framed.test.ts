@@ -4,7 +4,7 @@
  * what a closed channel does with the background messages still waiting.
  */
 import { describe, expect, it } from "vitest";
-import { DrainWatch, FramedChannel, HIGH_WATER, LOW_WATER, STALL_MS, type FrameSink } from "../../client/peer/framed.ts";
+import { DrainWatch, FramedChannel, HIGH_WATER, LOW_WATER, STALL_MIN_BYTES, STALL_MS, type FrameSink } from "../../client/peer/framed.ts";
 import { decodeFrame, FrameType, MessageIdSource, type ReceivedMessage } from "../../client/peer/frames.ts";
 
 /** A data channel that keeps what is sent; its buffer level is set by the test. */
@@ -129,13 +129,22 @@ describe("framed channel", () => {
 describe("a link's drain watch", () => {
   it("reports how long buffered bytes have not gone down, and resets when some leave or the buffer empties", () => {
     const w = new DrainWatch(0);
+    const kb = 1024;
     expect(w.check(0, 100)).toBe(0);
-    expect(w.check(5000, 200)).toBe(100); // bytes came in at 200; none left since the last progress at 100
-    expect(w.check(9000, 1200)).toBe(1100); // more sent, none left
-    expect(w.check(9000, 2300)).toBeGreaterThanOrEqual(STALL_MS);
-    expect(w.check(8000, 2400)).toBe(0); // some left
-    expect(w.check(8000, 3000)).toBe(600);
+    expect(w.check(500 * kb, 200)).toBe(100); // bytes came in at 200; none left since the last progress at 100
+    expect(w.check(900 * kb, 1200)).toBe(1100); // more sent, none left
+    expect(w.check(900 * kb, 2300)).toBeGreaterThanOrEqual(STALL_MS);
+    expect(w.check(800 * kb, 2400)).toBe(0); // some left
+    expect(w.check(800 * kb, 3000)).toBe(600);
     expect(w.check(0, 3100)).toBe(0);
-    expect(w.check(100, 3200)).toBe(100);
+    expect(w.check(STALL_MIN_BYTES, 3200)).toBe(100);
+  });
+
+  it("leaves a small backlog to the silence rule: one update held back is no stall", () => {
+    const w = new DrainWatch(0);
+    // One mnist-softmax update (31 KB) that has not left for 5 s.
+    for (let t = 0; t <= 5000; t += 250) expect(w.check(31 * 1024, t)).toBe(0);
+    // The backlog grows past the floor without anything leaving: counted from the last progress.
+    expect(w.check(STALL_MIN_BYTES + 1, 5250)).toBe(5250);
   });
 });
