@@ -532,8 +532,7 @@ export class JobGrid {
       const p = this.phase(j);
       if (p === "open") {
         // Ending within seconds: it keeps whom it has (they move once, at its end) and takes nobody new (CLOSING_SOON_MS).
-        const ends = this.endsInMs(j);
-        const has = ends !== null && ends < CLOSING_SOON_MS ? [...this.vols.values()].filter((v) => v.available && this.heading(v) === j.id).length : 0;
+        const has = this.closingSoon(j) ? [...this.vols.values()].filter((v) => v.available && this.heading(v) === j.id).length : 0;
         const cap = has > 0 ? { minWorkers: Math.min(j.maxWorkers, has), maxWorkers: Math.min(j.maxWorkers, has) } : { minWorkers: j.minWorkers, maxWorkers: j.maxWorkers };
         out.push({ id: j.id, weight: j.weight, ...cap, priority: j.priority });
       } else if (p === "closed" && !j.cancelled && [...this.vols.values()].some((v) => v.available && this.heading(v) === j.id)) {
@@ -559,6 +558,12 @@ export class JobGrid {
     const b = xs[xs.length - 1] as { t: number; clock: number };
     if (first < 0 || b.t - a.t < PACE_MIN_MS || b.clock <= a.clock) return null;
     return (Math.max(0, pr.maxClock - pr.clock) * (b.t - a.t)) / (b.clock - a.clock);
+  }
+
+  /** Expected to reach its max clock within CLOSING_SOON_MS (see there). */
+  private closingSoon(j: GridJob): boolean {
+    const ends = this.endsInMs(j);
+    return ends !== null && ends < CLOSING_SOON_MS;
   }
 
   /** Record each running job's clock (at every tick) for `endsInMs`. */
@@ -672,8 +677,7 @@ export class JobGrid {
     const out = new Set<string>();
     for (const j of this.all()) {
       const p = this.phase(j);
-      const ends = p === "open" ? this.endsInMs(j) : null;
-      if (p !== "finishing" && (ends === null || ends >= CLOSING_SOON_MS)) continue;
+      if (p !== "finishing" && !(p === "open" && this.closingSoon(j))) continue;
       if ([...this.vols.values()].some((v) => v.available && v.job === j.id && !v.moving)) out.add(j.id);
     }
     return out;
